@@ -1,0 +1,3 @@
+module github.com/otactl/otactl
+
+go 1.26.8

@@ -1,0 +1,141 @@
+// Package mosquitto starts a private Mosquitto broker on a free loopback
+// port, for otactl's tests and benchmarks. Each broker gets its own config
+// file and persistence folder under a temp dir and is stopped on cleanup.
+package mosquitto
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Broker is a running Mosquitto process.
+type Broker struct {
+	Addr string // host:port on loopback
+	dir  string
+	cmd  *exec.Cmd
+	done chan struct{} // closed when cmd has exited
+	tb   testing.TB
+}
+
+// URL returns the broker's address as otactl's --broker takes it.
+func (b *Broker) URL() string { return "tcp://" + b.Addr }
+
+// Start runs a broker for the test and stops it on cleanup. Without a
+// mosquitto binary the test is skipped, unless the CI environment variable is
+// set: there a missing broker is a failure, never a silent skip.
+func Start(tb testing.TB) *Broker {
+	tb.Helper()
+	bin, err := Binary()
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			tb.Fatalf("mosquitto is required when CI is set: %v", err)
+		}
+		tb.Skipf("mosquitto not installed (apt-get install -y mosquitto): %v", err)
+	}
+	port, err := freePort()
+	if err != nil {
+		tb.Fatalf("find a free port: %v", err)
+	}
+	b := &Broker{Addr: fmt.Sprintf("127.0.0.1:%d", port), dir: tb.TempDir(), tb: tb}
+	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\n"+
+		"persistence true\npersistence_location %s/\nmax_queued_messages 0\n"+
+		"max_inflight_messages 0\nlog_dest stderr\nlog_type error\nlog_type warning\n",
+		port, b.dir)
+	if err := os.WriteFile(filepath.Join(b.dir, "mosquitto.conf"), []byte(conf), 0o600); err != nil {
+		tb.Fatalf("write mosquitto config: %v", err)
+	}
+	if err := b.start(bin); err != nil {
+		tb.Fatalf("start mosquitto: %v", err)
+	}
+	tb.Cleanup(b.Stop)
+	return b
+}
+
+// Binary finds the mosquitto executable: $PATH, then /usr/sbin where Debian
+// installs it (often outside a non-root $PATH).
+func Binary() (string, error) {
+	if p, err := exec.LookPath("mosquitto"); err == nil {
+		return p, nil
+	}
+	const debian = "/usr/sbin/mosquitto"
+	if _, err := os.Stat(debian); err == nil {
+		return debian, nil
+	}
+	return "", fmt.Errorf("mosquitto not found in $PATH or /usr/sbin")
+}
+
+func (b *Broker) start(bin string) error {
+	cmd := exec.Command(bin, "-c", filepath.Join(b.dir, "mosquitto.conf"))
+	log, err := os.OpenFile(filepath.Join(b.dir, "mosquitto.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return err
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); log.Close(); close(done) }()
+	b.cmd, b.done = cmd, done
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.DialTimeout("tcp", b.Addr, 200*time.Millisecond); err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-done:
+			deadline = time.Now()
+		default:
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	out, _ := os.ReadFile(filepath.Join(b.dir, "mosquitto.log"))
+	return fmt.Errorf("broker did not listen on %s within 10s; log: %s", b.Addr, strings.TrimSpace(string(out)))
+}
+
+// Stop ends the broker; its persistence file keeps queued session messages
+// for a later Restart.
+func (b *Broker) Stop() {
+	if b.cmd == nil || b.cmd.Process == nil {
+		return
+	}
+	b.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-b.done:
+	case <-time.After(5 * time.Second):
+		b.cmd.Process.Kill()
+		<-b.done
+	}
+	b.cmd = nil
+}
+
+// Restart stops the broker and starts it again on the same port, as a broker
+// restart in production would. Sessions and queued messages survive.
+func (b *Broker) Restart() {
+	b.tb.Helper()
+	b.Stop()
+	bin, err := Binary()
+	if err != nil {
+		b.tb.Fatal(err)
+	}
+	if err := b.start(bin); err != nil {
+		b.tb.Fatalf("restart mosquitto: %v", err)
+	}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

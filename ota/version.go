@@ -1,0 +1,74 @@
+package ota
+
+import (
+	"strings"
+	"unicode"
+)
+
+// NormalizeVersion trims surrounding white space and one leading "v" or "V",
+// the form in which versions are compared (DESIGN.md section 4).
+func NormalizeVersion(v string) string {
+	v = strings.TrimSpace(v)
+	if len(v) > 1 && (v[0] == 'v' || v[0] == 'V') {
+		v = v[1:]
+	}
+	return v
+}
+
+// SameVersion reports whether a and b name the same version: identical after
+// NormalizeVersion. Every match of versions in otactl uses it.
+func SameVersion(a, b string) bool {
+	return NormalizeVersion(a) == NormalizeVersion(b)
+}
+
+// CompareVersions orders two versions for spotting downgrades and sorting.
+// Segments split on '.', '-' and '+' are compared left to right, as numbers
+// where both are digits and as text otherwise, so "3.10" is newer than "3.9".
+// ok is false when either version has no digit at all: then no order is
+// assumed. cmp is -1, 0 or 1 as a is older than, equal to or newer than b.
+func CompareVersions(a, b string) (cmp int, ok bool) {
+	a, b = NormalizeVersion(a), NormalizeVersion(b)
+	if !hasDigit(a) || !hasDigit(b) {
+		return 0, false
+	}
+	split := func(r rune) bool { return r == '.' || r == '-' || r == '+' }
+	as, bs := strings.FieldsFunc(a, split), strings.FieldsFunc(b, split)
+	for i := 0; i < len(as) && i < len(bs); i++ {
+		if c := compareSegment(as[i], bs[i]); c != 0 {
+			return c, true
+		}
+	}
+	switch {
+	case len(as) < len(bs):
+		return -1, true
+	case len(as) > len(bs):
+		return 1, true
+	}
+	return strings.Compare(a, b), true
+}
+
+func compareSegment(a, b string) int {
+	if isDigits(a) && isDigits(b) {
+		a, b = strings.TrimLeft(a, "0"), strings.TrimLeft(b, "0")
+		if len(a) != len(b) {
+			if len(a) < len(b) {
+				return -1
+			}
+			return 1
+		}
+	}
+	return strings.Compare(a, b)
+}
+
+func isDigits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func hasDigit(s string) bool {
+	return strings.IndexFunc(s, unicode.IsDigit) >= 0
+}

@@ -20,7 +20,6 @@ type Broker struct {
 	dir  string
 	cmd  *exec.Cmd
 	done chan struct{} // closed when cmd has exited
-	tb   testing.TB
 }
 
 // URL returns the broker's address as otactl's --broker takes it.
@@ -31,30 +30,43 @@ func (b *Broker) URL() string { return "tcp://" + b.Addr }
 // set: there a missing broker is a failure, never a silent skip.
 func Start(tb testing.TB) *Broker {
 	tb.Helper()
-	bin, err := Binary()
-	if err != nil {
+	if _, err := Binary(); err != nil {
 		if os.Getenv("CI") != "" {
 			tb.Fatalf("mosquitto is required when CI is set: %v", err)
 		}
 		tb.Skipf("mosquitto not installed (apt-get install -y mosquitto): %v", err)
 	}
+	b, err := Run(tb.TempDir())
+	if err != nil {
+		tb.Fatalf("start mosquitto: %v", err)
+	}
+	tb.Cleanup(b.Stop)
+	return b
+}
+
+// Run starts a broker whose config, log and persistence live in dir. The
+// caller stops it with Stop.
+func Run(dir string) (*Broker, error) {
+	bin, err := Binary()
+	if err != nil {
+		return nil, err
+	}
 	port, err := freePort()
 	if err != nil {
-		tb.Fatalf("find a free port: %v", err)
+		return nil, fmt.Errorf("find a free port: %w", err)
 	}
-	b := &Broker{Addr: fmt.Sprintf("127.0.0.1:%d", port), dir: tb.TempDir(), tb: tb}
+	b := &Broker{Addr: fmt.Sprintf("127.0.0.1:%d", port), dir: dir}
 	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\n"+
 		"persistence true\npersistence_location %s/\nmax_queued_messages 0\n"+
 		"max_inflight_messages 0\nlog_dest stderr\nlog_type error\nlog_type warning\n",
 		port, b.dir)
 	if err := os.WriteFile(filepath.Join(b.dir, "mosquitto.conf"), []byte(conf), 0o600); err != nil {
-		tb.Fatalf("write mosquitto config: %v", err)
+		return nil, fmt.Errorf("write mosquitto config: %w", err)
 	}
 	if err := b.start(bin); err != nil {
-		tb.Fatalf("start mosquitto: %v", err)
+		return nil, err
 	}
-	tb.Cleanup(b.Stop)
-	return b
+	return b, nil
 }
 
 // Binary finds the mosquitto executable: $PATH, then /usr/sbin where Debian
@@ -119,16 +131,13 @@ func (b *Broker) Stop() {
 
 // Restart stops the broker and starts it again on the same port, as a broker
 // restart in production would. Sessions and queued messages survive.
-func (b *Broker) Restart() {
-	b.tb.Helper()
+func (b *Broker) Restart() error {
 	b.Stop()
 	bin, err := Binary()
 	if err != nil {
-		b.tb.Fatal(err)
+		return err
 	}
-	if err := b.start(bin); err != nil {
-		b.tb.Fatalf("restart mosquitto: %v", err)
-	}
+	return b.start(bin)
 }
 
 func freePort() (int, error) {

@@ -7,7 +7,9 @@ import (
 
 func TestStartRestartListens(t *testing.T) {
 	b := Start(t)
-	b.Restart()
+	if err := b.Restart(); err != nil {
+		t.Fatal(err)
+	}
 	c, err := net.Dial("tcp", b.Addr)
 	if err != nil {
 		t.Fatalf("dial %s after restart: %v", b.Addr, err)

@@ -97,3 +97,6 @@ func HintOf(err error) string {
 	}
 	return ""
 }
+
+// errStop ends an Each* iteration early; it never leaves the package.
+var errStop = errors.New("stop iteration")

@@ -18,6 +18,7 @@ const (
 	KindBroker                  // 5: broker unreachable or refused the session
 	KindJobsFailed              // 6: waited, and some jobs failed
 	KindWaitTimeout             // 7: waited, and the timeout passed
+	KindNoVersions              // 8: no device of the product reported a version
 )
 
 // String returns the kind's stable name, used as the "code" of JSON errors.
@@ -35,6 +36,8 @@ func (k Kind) String() string {
 		return "jobs-failed"
 	case KindWaitTimeout:
 		return "timeout"
+	case KindNoVersions:
+		return "no-versions"
 	default:
 		return "internal"
 	}

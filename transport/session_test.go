@@ -562,7 +562,7 @@ func TestPushAllPipelines(t *testing.T) {
 	})
 }
 
-// TestDialFailures guards exit code 5: an unreachable broker fails the
+// TestDialClosedPortFailsFast guards exit code 5: an unreachable broker fails the
 // command promptly, naming the URL, instead of retrying forever.
 func TestDialClosedPortFailsFast(t *testing.T) {
 	b := mosquitto.Start(t)

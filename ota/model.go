@@ -60,6 +60,9 @@ type Device struct {
 	LastSeen   time.Time `json:"lastSeen"`
 	// ActiveJob is the ID of the device's to-be-upgraded or in-progress job.
 	ActiveJob string `json:"activeJob,omitempty"`
+	// LastJob is the ID of the device's newest finished job, kept so that a
+	// late report of the target version can still correct it (truth rule 5).
+	LastJob string `json:"lastJob,omitempty"`
 	// Recent holds hashes of the device's latest messages, so that a QoS 1
 	// redelivery (DUP flag) of a message already recorded is recognised.
 	Recent []uint64 `json:"recent,omitempty"`

@@ -1,0 +1,265 @@
+package ota
+
+import (
+	"hash/fnv"
+	"slices"
+	"strconv"
+)
+
+// recentMessages is how many message hashes a device keeps for spotting
+// redeliveries; a broker redelivers only what it sent last.
+const recentMessages = 8
+
+// Apply records a batch of device reports in one transaction: it learns
+// devices from version reports, moves their jobs by the truth rules, queues
+// pushes for devices that came back with a job still To be upgraded, and
+// writes every change and every rejected message to the history. It returns
+// the replies to send once the transaction has committed.
+//
+// Apply is idempotent for redeliveries: a report flagged Dup whose message
+// the device already delivered is skipped whole.
+func Apply(tx Tx, reports []Report, env Env) ([]Reply, error) {
+	var replies []Reply
+	touched := map[string]bool{} // rounds whose completion to re-evaluate
+	for i := range reports {
+		r := &reports[i]
+		reply, err := applyOne(tx, r, env, touched)
+		if err != nil {
+			return nil, err
+		}
+		if reply != nil {
+			replies = append(replies, *reply)
+		}
+	}
+	for roundID := range touched {
+		if err := settleRound(tx, roundID, env); err != nil {
+			return nil, err
+		}
+	}
+	return replies, nil
+}
+
+func applyOne(tx Tx, r *Report, env Env, touched map[string]bool) (*Reply, error) {
+	if r.Invalid != "" {
+		return nil, messageEvent(tx, r, env, "rejected", r.Invalid)
+	}
+	d, err := tx.Device(r.ProductKey, r.DeviceKey)
+	if err != nil {
+		return nil, err
+	}
+	h := messageHash(r)
+	if d != nil && slices.Contains(d.Recent, h) && r.Dup {
+		return nil, nil // a QoS 1 redelivery of a message already recorded
+	}
+	if r.Retained {
+		return nil, applyRetained(tx, d, r, h, env)
+	}
+	switch r.Kind {
+	case ReportInform:
+		return applyInform(tx, d, r, h, env, touched)
+	case ReportProgress:
+		return applyProgress(tx, d, r, h, env, touched)
+	case ReportUpgradeReply:
+		return nil, applyUpgradeReply(tx, d, r, h, env)
+	case ReportGetVersion:
+		return applyGetVersion(tx, d, r, h, env)
+	}
+	return nil, messageEvent(tx, r, env, "rejected", "unknown report kind "+string(r.Kind))
+}
+
+// messageHash identifies a message for duplicate detection.
+func messageHash(r *Report) uint64 {
+	f := fnv.New64a()
+	f.Write([]byte(r.Topic))
+	f.Write([]byte{0})
+	f.Write(r.Payload)
+	return f.Sum64()
+}
+
+func remember(d *Device, h uint64) {
+	d.Recent = append(d.Recent, h)
+	if len(d.Recent) > recentMessages {
+		d.Recent = d.Recent[len(d.Recent)-recentMessages:]
+	}
+}
+
+// messageEvent records a message that changed nothing but must be kept.
+func messageEvent(tx Tx, r *Report, env Env, action, detail string) error {
+	subject := "message"
+	if r.ProductKey != "" && r.DeviceKey != "" && r.Invalid == "" {
+		subject = DeviceSubject(r.ProductKey, r.DeviceKey)
+	}
+	return tx.AppendEvent(&Event{Time: env.now(), Subject: subject, Action: action,
+		Detail: detail, Topic: r.Topic, Payload: string(r.Payload)})
+}
+
+// applyRetained follows truth rule 6: a retained message is stale. It may
+// introduce a device otactl has never seen, and changes nothing else.
+func applyRetained(tx Tx, d *Device, r *Report, h uint64, env Env) error {
+	if d == nil && r.Kind == ReportInform {
+		d = &Device{ProductKey: r.ProductKey, DeviceKey: r.DeviceKey, Version: r.Version,
+			FirstSeen: env.now(), LastSeen: env.now()}
+		remember(d, h)
+		if err := tx.PutDevice(d); err != nil {
+			return err
+		}
+		return messageEvent(tx, r, env, "discovered", "retained version report: "+r.Version)
+	}
+	return messageEvent(tx, r, env, "retained", "retained message recorded, not acted on")
+}
+
+func applyInform(tx Tx, d *Device, r *Report, h uint64, env Env, touched map[string]bool) (*Reply, error) {
+	now := env.now()
+	action, detail := "reported", "version "+r.Version
+	if d == nil {
+		d = &Device{ProductKey: r.ProductKey, DeviceKey: r.DeviceKey, FirstSeen: now}
+		action = "discovered"
+	} else if d.Version != r.Version {
+		detail = "version " + d.Version + " -> " + r.Version
+	}
+	d.Version, d.LastSeen = r.Version, now
+	remember(d, h)
+	if err := messageEvent(tx, r, env, action, detail); err != nil {
+		return nil, err
+	}
+	if err := informJob(tx, d, r, env, touched); err != nil {
+		return nil, err
+	}
+	if err := tx.PutDevice(d); err != nil {
+		return nil, err
+	}
+	return &Reply{To: r, Code: 200}, nil
+}
+
+// informJob applies a version report to the device's active job, or to its
+// last finished one (a late success corrects a failure), and re-pushes a
+// job that is still To be upgraded: devices report on every reconnect, so
+// the report is the moment an offline device can receive its push.
+func informJob(tx Tx, d *Device, r *Report, env Env, touched map[string]bool) error {
+	id := d.ActiveJob
+	if id == "" {
+		id = d.LastJob
+	}
+	if id == "" {
+		return nil
+	}
+	j, err := tx.Job(id)
+	if err != nil || j == nil {
+		return err
+	}
+	if change := jobVersion(j, r.Version, env.now()); change != "" {
+		return saveJob(tx, d, j, r, env, change, touched)
+	}
+	if j.Status == JobToBeUpgraded {
+		return queuePush(tx, j, env)
+	}
+	return nil
+}
+
+func applyProgress(tx Tx, d *Device, r *Report, h uint64, env Env, touched map[string]bool) (*Reply, error) {
+	reply := &Reply{To: r, Code: 200}
+	if d == nil {
+		return reply, messageEvent(tx, r, env, "ignored", "progress from a device that never reported a version")
+	}
+	d.LastSeen = env.now()
+	remember(d, h)
+	j, err := progressJob(tx, d, r)
+	if err != nil {
+		return nil, err
+	}
+	if j == nil {
+		err = messageEvent(tx, r, env, "ignored", "progress with no matching active job")
+	} else if change := jobProgress(j, r.Step, r.Desc, env.now()); change != "" {
+		err = saveJob(tx, d, j, r, env, change, touched)
+	} else {
+		err = tx.AppendEvent(&Event{Time: env.now(), Subject: JobSubject(j.ID), Action: "late",
+			Detail: "progress recorded, not applied", Topic: r.Topic, Payload: string(r.Payload)})
+	}
+	if err != nil {
+		return nil, err
+	}
+	return reply, tx.PutDevice(d)
+}
+
+// progressJob finds the job a progress report is about: the one the device
+// echoed in jobId when it belongs to the device, else its active job.
+func progressJob(tx Tx, d *Device, r *Report) (*Job, error) {
+	id := d.ActiveJob
+	if r.JobID != "" {
+		id = r.JobID
+	}
+	if id == "" {
+		return nil, nil
+	}
+	j, err := tx.Job(id)
+	if err != nil || j == nil {
+		return nil, err
+	}
+	if j.ProductKey != d.ProductKey || j.DeviceKey != d.DeviceKey {
+		return nil, nil
+	}
+	return j, nil
+}
+
+func applyUpgradeReply(tx Tx, d *Device, r *Report, h uint64, env Env) error {
+	if d != nil {
+		d.LastSeen = env.now()
+		remember(d, h)
+		if err := tx.PutDevice(d); err != nil {
+			return err
+		}
+	}
+	detail := "device acknowledged the push"
+	if r.Code != 200 {
+		detail = "device answered the push with code " + strconv.Itoa(r.Code)
+	}
+	return messageEvent(tx, r, env, "acknowledged", detail)
+}
+
+// applyGetVersion answers a device that asks for pending firmware with its
+// active job's firmware, pushing it as well when the job is To be upgraded.
+func applyGetVersion(tx Tx, d *Device, r *Report, h uint64, env Env) (*Reply, error) {
+	reply := &Reply{To: r, Code: 200, Data: []UpgradeParams{}}
+	if d == nil || d.ActiveJob == "" {
+		return reply, messageEvent(tx, r, env, "asked", "no pending firmware")
+	}
+	d.LastSeen = env.now()
+	remember(d, h)
+	if err := tx.PutDevice(d); err != nil {
+		return nil, err
+	}
+	j, err := tx.Job(d.ActiveJob)
+	if err != nil || j == nil {
+		return reply, err
+	}
+	params, err := jobParams(tx, j, env)
+	if err != nil {
+		return nil, err
+	}
+	reply.Data = []UpgradeParams{params}
+	if j.Status == JobToBeUpgraded {
+		if err := queuePush(tx, j, env); err != nil {
+			return nil, err
+		}
+	}
+	return reply, messageEvent(tx, r, env, "asked", "pending firmware "+j.TargetVersion)
+}
+
+// saveJob stores a changed job, frees its device when it finished, and
+// records the change with the message that caused it.
+func saveJob(tx Tx, d *Device, j *Job, r *Report, env Env, change string, touched map[string]bool) error {
+	if !j.Status.Active() && d.ActiveJob == j.ID {
+		d.ActiveJob, d.LastJob = "", j.ID
+	}
+	if j.RoundID != "" {
+		touched[j.RoundID] = true
+	}
+	if err := tx.PutJob(j); err != nil {
+		return err
+	}
+	e := &Event{Time: env.now(), Subject: JobSubject(j.ID), Action: string(j.Status), Detail: change}
+	if r != nil {
+		e.Topic, e.Payload = r.Topic, string(r.Payload)
+	}
+	return tx.AppendEvent(e)
+}

@@ -1,0 +1,153 @@
+package ota
+
+import "time"
+
+// queuePush puts an upgrade command for j in the outbox, unless one is
+// already waiting there. The caller's transaction commits it together with
+// whatever made the push necessary; the sender delivers it after commit.
+func queuePush(tx Tx, j *Job, env Env) error {
+	queued := false
+	if err := tx.EachPush(func(p *Push) error {
+		if p.JobID == j.ID {
+			queued = true
+			return errStop
+		}
+		return nil
+	}); err != nil && err != errStop {
+		return err
+	}
+	if queued {
+		return nil
+	}
+	params, err := jobParams(tx, j, env)
+	if err != nil {
+		return err
+	}
+	seq, err := tx.NextSeq(PushPrefix)
+	if err != nil {
+		return err
+	}
+	return tx.PutPush(&Push{ID: FormatID(PushPrefix, seq), JobID: j.ID, ProductKey: j.ProductKey,
+		DeviceKey: j.DeviceKey, Params: params, CreatedAt: env.now()})
+}
+
+// jobParams is the upgrade command for a job: its firmware's image, and the
+// job's ID so that devices which echo it tie late messages to this job.
+func jobParams(tx Tx, j *Job, env Env) (UpgradeParams, error) {
+	f, err := tx.Firmware(j.FirmwareID)
+	if err != nil {
+		return UpgradeParams{}, err
+	}
+	if f == nil {
+		return UpgradeParams{}, Errorf(KindInternal, "job %s names firmware %s, which does not exist", j.ID, j.FirmwareID)
+	}
+	return UpgradeParams{Version: f.Version, Sign: f.Sign, SignMethod: f.SignMethod,
+		FileURL: env.FileURL(f), FileSize: f.Size, JobID: j.ID}, nil
+}
+
+func dropPushes(tx Tx, jobID string) error {
+	var ids []string
+	if err := tx.EachPush(func(p *Push) error {
+		if p.JobID == jobID {
+			ids = append(ids, p.ID)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if err := tx.DeletePush(id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// PendingPushes returns the outbox, oldest first.
+func PendingPushes(tx Tx) ([]*Push, error) {
+	var out []*Push
+	err := tx.EachPush(func(p *Push) error {
+		out = append(out, p)
+		return nil
+	})
+	return out, err
+}
+
+// MarkPushed records that the broker acknowledged a push: the entry leaves
+// the outbox and its job, when still To be upgraded, counts as pushed from
+// now (a verification job's timeout runs from its latest push).
+func MarkPushed(tx Tx, p *Push, env Env) error {
+	if err := tx.DeletePush(p.ID); err != nil {
+		return err
+	}
+	j, err := tx.Job(p.JobID)
+	if err != nil || j == nil || j.Status != JobToBeUpgraded {
+		return err
+	}
+	j.PushedAt = env.now()
+	if err := tx.PutJob(j); err != nil {
+		return err
+	}
+	return tx.AppendEvent(&Event{Time: env.now(), Subject: JobSubject(j.ID), Action: "pushed",
+		Detail: "upgrade to " + j.TargetVersion + " sent to " + j.DeviceKey})
+}
+
+// ExpireJobs fails the active verification jobs whose timeout has passed
+// since their latest push (truth rule 4), and settles their rounds.
+func ExpireJobs(tx Tx, env Env) error {
+	var rounds []*Round
+	if err := tx.EachFirmware(func(f *Firmware) error {
+		return tx.EachRound(f.ID, func(r *Round) error {
+			rounds = append(rounds, r)
+			return nil
+		})
+	}); err != nil {
+		return err
+	}
+	for _, r := range rounds {
+		if err := expireRound(tx, r, env); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func expireRound(tx Tx, r *Round, env Env) error {
+	touched := map[string]bool{}
+	for _, id := range r.JobIDs {
+		j, err := tx.Job(id)
+		if err != nil {
+			return err
+		}
+		if j == nil || !j.Status.Active() || j.PushedAt.IsZero() ||
+			env.now().Sub(j.PushedAt) < timeoutOf(r) {
+			continue
+		}
+		d, err := tx.Device(j.ProductKey, j.DeviceKey)
+		if err != nil || d == nil {
+			return err
+		}
+		if err := saveJob(tx, d, j, nil, env, jobTimeout(j, env.now()), touched); err != nil {
+			return err
+		}
+		if err := dropPushes(tx, j.ID); err != nil {
+			return err
+		}
+		if err := tx.PutDevice(d); err != nil {
+			return err
+		}
+	}
+	for id := range touched {
+		if err := settleRound(tx, id, env); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func timeoutOf(r *Round) time.Duration {
+	if r.JobTimeout <= 0 {
+		return DefaultJobTimeout
+	}
+	return time.Duration(r.JobTimeout)
+}

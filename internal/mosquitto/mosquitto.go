@@ -60,6 +60,12 @@ func Run(dir string) (*Broker, error) {
 		"persistence true\npersistence_location %s/\nmax_queued_messages 0\n"+
 		"max_inflight_messages 0\nlog_dest stderr\nlog_type error\nlog_type warning\n",
 		port, b.dir)
+	if os.Geteuid() == 0 {
+		// Run as root, Mosquitto drops to the mosquitto user, which cannot
+		// write its persistence file into a root-owned temp dir: sessions
+		// and queued messages would not survive Restart.
+		conf += "user root\n"
+	}
 	if err := os.WriteFile(filepath.Join(b.dir, "mosquitto.conf"), []byte(conf), 0o600); err != nil {
 		return nil, fmt.Errorf("write mosquitto config: %w", err)
 	}

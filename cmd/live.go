@@ -27,7 +27,7 @@ type live struct {
 	st   *state.Store
 	sess *transport.Session
 
-	flushMu sync.Mutex  // one outbox flush at a time
+	flushMu sync.Mutex    // one outbox flush at a time
 	kick    chan struct{} // a batch may have queued pushes
 	stop    context.CancelFunc
 	done    chan struct{}

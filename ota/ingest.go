@@ -7,8 +7,9 @@ import (
 )
 
 // recentMessages is how many message hashes a device keeps for spotting
-// redeliveries; a broker redelivers only what it sent last.
-const recentMessages = 8
+// redeliveries; a broker redelivers only the unacknowledged tail of what it sent, and the
+// ingest loop acknowledges at most a batch at a time.
+const recentMessages = 32
 
 // Apply records a batch of device reports in one transaction: it learns
 // devices from version reports, moves their jobs by the truth rules, queues

@@ -76,6 +76,7 @@ docs/exit-codes.md: 0 ok, 1 unexpected, 2 invalid input, 3 refused by a rule,
 		newFirmwareCmd(app),
 		newStateCmd(app),
 		newVersionCmd(app),
+		newVerifyCmd(app),
 	)
 	addDeviceCommands(root, app)
 	return root

@@ -6,8 +6,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
@@ -49,8 +51,9 @@ func TestScripts(t *testing.T) {
 			return err == nil || os.Getenv("CI") != "", nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"exitcode": cmdExitCode,
-			"broker":   cmdBroker,
+			"exitcode":   cmdExitCode,
+			"broker":     cmdBroker,
+			"eventually": cmdEventually,
 		},
 	})
 }
@@ -111,5 +114,31 @@ func cmdBroker(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	default:
 		ts.Fatalf("usage: broker start|restart")
+	}
+}
+
+// cmdEventually re-runs a command until its stdout matches a pattern, for
+// state that other processes (simulated devices) change:
+// eventually 20s '^1.0.0\t5$' otactl versions --product pk1
+func cmdEventually(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 3 {
+		ts.Fatalf("usage: eventually <timeout> <regexp> <command> [args...]")
+	}
+	timeout, err := time.ParseDuration(args[0])
+	ts.Check(err)
+	re, err := regexp.Compile("(?m)" + args[1])
+	ts.Check(err)
+	deadline := time.Now().Add(timeout)
+	for {
+		err := ts.Exec(args[2], args[3:]...)
+		out := ts.ReadFile("stdout")
+		if err == nil && re.MatchString(out) {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("after %s, %s printed no match for %q; last stdout:\n%s\nlast stderr:\n%s",
+				timeout, args[2], args[1], out, ts.ReadFile("stderr"))
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -57,7 +57,7 @@ func (a *App) openLive() (*live, error) {
 	bg, stop := context.WithCancel(a.Context)
 	l.stop = stop
 	go l.pushLoop(bg)
-	err = l.update(func(tx ota.Tx) error { return ota.ExpireJobs(tx, l.env()) })
+	err = l.expire()
 	if err == nil {
 		err = l.flush(a.Context)
 	}
@@ -155,6 +155,20 @@ func (l *live) flush(ctx context.Context) error {
 		}
 	}
 	return err
+}
+
+// expire applies job timeouts, writing only when a job is overdue, so that
+// a command refused for bad input leaves the state file as it was.
+func (l *live) expire() error {
+	due := false
+	if err := l.view(func(tx ota.Tx) error {
+		var err error
+		due, err = ota.HasOverdueJobs(tx, l.env())
+		return err
+	}); err != nil || !due {
+		return err
+	}
+	return l.update(func(tx ota.Tx) error { return ota.ExpireJobs(tx, l.env()) })
 }
 
 func (l *live) update(fn func(ota.Tx) error) error { return l.st.Update(fn) }

@@ -20,7 +20,7 @@ func (l *live) waitFor(round func() (*ota.RoundReport, error), timeout time.Dura
 	defer tick.Stop()
 	progress := l.app.IO.ErrTTY && !l.app.Settings.Quiet
 	for {
-		if err := l.update(func(tx ota.Tx) error { return ota.ExpireJobs(tx, l.env()) }); err != nil {
+		if err := l.expire(); err != nil {
 			return nil, err
 		}
 		rep, err := round()

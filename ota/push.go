@@ -95,37 +95,18 @@ func MarkPushed(tx Tx, p *Push, env Env) error {
 // ExpireJobs fails the active verification jobs whose timeout has passed
 // since their latest push (truth rule 4), and settles their rounds.
 func ExpireJobs(tx Tx, env Env) error {
-	var rounds []*Round
-	if err := tx.EachFirmware(func(f *Firmware) error {
-		return tx.EachRound(f.ID, func(r *Round) error {
-			rounds = append(rounds, r)
-			return nil
-		})
-	}); err != nil {
+	due, err := overdueJobs(tx, env)
+	if err != nil {
 		return err
 	}
-	for _, r := range rounds {
-		if err := expireRound(tx, r, env); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func expireRound(tx Tx, r *Round, env Env) error {
 	touched := map[string]bool{}
-	for _, id := range r.JobIDs {
-		j, err := tx.Job(id)
+	for _, j := range due {
+		d, err := tx.Device(j.ProductKey, j.DeviceKey)
 		if err != nil {
 			return err
 		}
-		if j == nil || !j.Status.Active() || j.PushedAt.IsZero() ||
-			env.now().Sub(j.PushedAt) < timeoutOf(r) {
-			continue
-		}
-		d, err := tx.Device(j.ProductKey, j.DeviceKey)
-		if err != nil || d == nil {
-			return err
+		if d == nil {
+			d = &Device{ProductKey: j.ProductKey, DeviceKey: j.DeviceKey}
 		}
 		if err := saveJob(tx, d, j, nil, env, jobTimeout(j, env.now()), touched); err != nil {
 			return err
@@ -143,6 +124,39 @@ func expireRound(tx Tx, r *Round, env Env) error {
 		}
 	}
 	return nil
+}
+
+// HasOverdueJobs reports whether ExpireJobs would change anything, so that
+// a caller can leave the state file untouched when it would not.
+func HasOverdueJobs(tx Tx, env Env) (bool, error) {
+	due, err := overdueJobs(tx, env)
+	return len(due) > 0, err
+}
+
+func overdueJobs(tx Tx, env Env) ([]*Job, error) {
+	var rounds []*Round
+	if err := tx.EachFirmware(func(f *Firmware) error {
+		return tx.EachRound(f.ID, func(r *Round) error {
+			rounds = append(rounds, r)
+			return nil
+		})
+	}); err != nil {
+		return nil, err
+	}
+	var due []*Job
+	for _, r := range rounds {
+		for _, id := range r.JobIDs {
+			j, err := tx.Job(id)
+			if err != nil {
+				return nil, err
+			}
+			if j != nil && j.Status.Active() && !j.PushedAt.IsZero() &&
+				env.now().Sub(j.PushedAt) >= timeoutOf(r) {
+				due = append(due, j)
+			}
+		}
+	}
+	return due, nil
 }
 
 func timeoutOf(r *Round) time.Duration {

@@ -54,6 +54,12 @@ func TestScripts(t *testing.T) {
 			"exitcode":   cmdExitCode,
 			"broker":     cmdBroker,
 			"eventually": cmdEventually,
+			"device":     cmdDevice,
+			"sleep": func(ts *testscript.TestScript, _ bool, args []string) {
+				d, err := time.ParseDuration(args[0])
+				ts.Check(err)
+				time.Sleep(d)
+			},
 		},
 	})
 }

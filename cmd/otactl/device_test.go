@@ -1,0 +1,74 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/otactl/otactl/transport"
+)
+
+var deviceMsgID atomic.Int64
+
+// cmdDevice speaks for one device, publishing exactly one message through
+// the script's broker, so that scripts can replay reported field cases
+// message by message:
+//
+//	device [-retain] <pk> <dk> inform <version>
+//	device [-retain] <pk> <dk> progress <step> [jobId]
+//	device publish <topic> <payload>
+func cmdDevice(ts *testscript.TestScript, neg bool, args []string) {
+	if neg {
+		ts.Fatalf("device does not take !")
+	}
+	retain := len(args) > 0 && args[0] == "-retain"
+	if retain {
+		args = args[1:]
+	}
+	topic, payload, err := deviceMessage(args)
+	if err != nil {
+		ts.Fatalf("%v", err)
+	}
+	opts := mqtt.NewClientOptions().AddBroker(ts.Getenv("OTACTL_BROKER")).
+		SetClientID(fmt.Sprintf("script-device-%d", time.Now().UnixNano()%1e9)).
+		SetCleanSession(true).SetConnectTimeout(5 * time.Second)
+	c := mqtt.NewClient(opts)
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		ts.Fatalf("device: connect to %s: %v", ts.Getenv("OTACTL_BROKER"), tok.Error())
+	}
+	defer c.Disconnect(50)
+	tok := c.Publish(topic, 1, retain, payload)
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		ts.Fatalf("device: publish to %s: %v", topic, tok.Error())
+	}
+}
+
+func deviceMessage(args []string) (topic string, payload []byte, err error) {
+	usage := fmt.Errorf("usage: device [-retain] <pk> <dk> inform <v> | progress <step> [jobId]" +
+		" | device publish <topic> <payload>")
+	if len(args) == 3 && args[0] == "publish" {
+		return args[1], []byte(args[2]), nil
+	}
+	if len(args) < 4 {
+		return "", nil, usage
+	}
+	pk, dk, kind := args[0], args[1], args[2]
+	id := fmt.Sprint(deviceMsgID.Add(1))
+	switch {
+	case kind == "inform" && len(args) == 4:
+		return transport.DeviceTopic(pk, dk, transport.SuffixInform),
+			transport.EncodeRequest(id, transport.MethodInform, map[string]string{"version": args[3]}), nil
+	case kind == "progress" && (len(args) == 4 || len(args) == 5):
+		params := map[string]string{"step": args[3], "desc": "step " + args[3]}
+		if len(args) == 5 {
+			params["jobId"] = args[4]
+		}
+		return transport.DeviceTopic(pk, dk, transport.SuffixProgress),
+			transport.EncodeRequest(id, transport.MethodProgress, params), nil
+	}
+	return "", nil, fmt.Errorf("%w (got %s)", usage, strings.Join(args, " "))
+}

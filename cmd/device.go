@@ -43,10 +43,13 @@ max_queued_messages, 1000 by default) bounds what is kept between runs.`,
 			if err != nil {
 				return err
 			}
+			received, rejected := l.received.Load(), l.rejected.Load()
 			if app.Settings.JSON {
-				return writeJSON(app.IO.Out, map[string]any{"devices": devices, "broker": app.Settings.Broker})
+				return writeJSON(app.IO.Out, map[string]any{"broker": app.Settings.Broker,
+					"messages": received, "rejected": rejected, "devices": devices})
 			}
-			app.infof("synced with %s: %d devices known", app.Settings.Broker, devices)
+			app.infof("synced with %s: %d messages recorded (%d rejected), %d devices known",
+				app.Settings.Broker, received, rejected, devices)
 			return nil
 		},
 	}

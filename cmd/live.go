@@ -3,6 +3,7 @@ package cmd
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/otactl/otactl/ota"
@@ -26,6 +27,8 @@ type live struct {
 	app  *App
 	st   *state.Store
 	sess *transport.Session
+
+	received, rejected atomic.Int64 // device messages recorded by this command
 
 	flushMu sync.Mutex    // one outbox flush at a time
 	kick    chan struct{} // a batch may have queued pushes
@@ -99,6 +102,14 @@ func (l *live) apply(reports []ota.Report) ([]ota.Reply, error) {
 		return err
 	})
 	if err == nil {
+		l.received.Add(int64(len(reports)))
+		for i := range reports {
+			if reports[i].Invalid != "" {
+				l.rejected.Add(1)
+				l.app.Log.Debug("rejected device message", "topic", reports[i].Topic,
+					"reason", reports[i].Invalid)
+			}
+		}
 		select {
 		case l.kick <- struct{}{}:
 		default:

@@ -128,7 +128,7 @@ func streamJSONArray(w io.Writer, produce func(emit func(any) error) error) erro
 	}
 	first := true
 	err := produce(func(v any) error {
-		b, err := json.Marshal(v)
+		b, err := json.MarshalIndent(v, "  ", "  ")
 		if err != nil {
 			return err
 		}

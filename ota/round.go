@@ -132,6 +132,15 @@ func settleRound(tx Tx, roundID string, env Env) error {
 // still To be upgraded. It is all or nothing: when any named device's job
 // cannot be canceled, every such device is named and nothing changes.
 func CancelVerification(tx Tx, ref string, devices []string, env Env) ([]*Job, error) {
+	keys := dedupe(devices)
+	if len(keys) == 0 {
+		return nil, Invalid("no device given: --device takes the devices to cancel")
+	}
+	for _, k := range keys {
+		if err := ValidateKey("device key", k); err != nil {
+			return nil, err
+		}
+	}
 	f, err := ResolveFirmware(tx, ref)
 	if err != nil {
 		return nil, err
@@ -142,10 +151,6 @@ func CancelVerification(tx Tx, ref string, devices []string, env Env) ([]*Job, e
 	}
 	if rep == nil {
 		return nil, Refused("firmware %s has no verification round", f.ID)
-	}
-	keys := dedupe(devices)
-	if len(keys) == 0 {
-		return nil, Invalid("no device given: --device takes the devices to cancel")
 	}
 	var jobs []*Job
 	var problems []string

@@ -180,14 +180,18 @@ func (a *App) dropUnusedFile(name string) {
 	}
 }
 
-// firmwareView is a firmware as commands print it.
+// firmwareView is a firmware as commands print it; Rounds only in show.
 type firmwareView struct {
 	*ota.Firmware
-	FileURL string `json:"fileUrl"`
+	FileURL string      `json:"fileUrl"`
+	Rounds  []roundView `json:"rounds,omitempty"`
 }
 
-func (a *App) printFirmware(f *ota.Firmware, extra func() error) error {
+func (a *App) printFirmware(f *ota.Firmware, rounds []*ota.RoundReport) error {
 	v := firmwareView{Firmware: f, FileURL: a.fileURL(f)}
+	for _, r := range rounds {
+		v.Rounds = append(v.Rounds, newRoundView(r))
+	}
 	if a.Settings.JSON {
 		return writeJSON(a.IO.Out, v)
 	}
@@ -198,10 +202,19 @@ func (a *App) printFirmware(f *ota.Firmware, extra func() error) error {
 		"size", strconv.FormatInt(f.Size, 10)+" bytes ("+sizeCell(f.Size)+")",
 		"signMethod", f.SignMethod, "sign", f.Sign, "fileUrl", v.FileURL,
 		"description", f.Description, "created", timeCell(f.CreatedAt, false, a.Now()))
-	if err != nil || extra == nil {
-		return err
+	for _, r := range rounds {
+		if err != nil {
+			return err
+		}
+		c := r.Counts()
+		_, err = fmt.Fprintf(a.IO.Out, "\nround %d (%s, from %s): %d succeeded, %d failed, %d canceled, %d active\n",
+			r.Round.Number, timeCell(r.Round.CreatedAt, false, a.Now()), strings.Join(r.Round.FromVersions, ", "),
+			c[ota.JobSucceeded], c[ota.JobFailed], c[ota.JobCanceled], c[ota.JobToBeUpgraded]+c[ota.JobInProgress])
+		if err == nil {
+			err = a.renderRound(r, false)
+		}
 	}
-	return extra()
+	return err
 }
 
 func noArgs(c *cobra.Command, args []string) error {

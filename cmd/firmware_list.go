@@ -84,9 +84,13 @@ each of its verification rounds.`,
 		Args: oneArg("firmware"),
 		RunE: func(_ *cobra.Command, args []string) error {
 			var f *ota.Firmware
+			var rounds []*ota.RoundReport
 			found, err := app.view(func(tx ota.Tx) error {
 				var err error
-				f, err = ota.ResolveFirmware(tx, args[0])
+				if f, err = ota.ResolveFirmware(tx, args[0]); err != nil {
+					return err
+				}
+				rounds, err = ota.Rounds(tx, f)
 				return err
 			})
 			if err != nil {
@@ -96,7 +100,7 @@ each of its verification rounds.`,
 				return ota.Invalid("firmware %q not found: no state file yet at %s",
 					args[0], app.Settings.StatePath)
 			}
-			return app.printFirmware(f, nil)
+			return app.printFirmware(f, rounds)
 		},
 	}
 }

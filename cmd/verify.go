@@ -95,7 +95,7 @@ func runVerifyStart(app *App, spec ota.VerifySpec, reverify bool) error {
 	})
 	if err != nil {
 		if rep != nil && !app.Settings.JSON { // the existing round, for the refusal
-			app.renderRound(rep)
+			app.renderRound(rep, true)
 		}
 		return err
 	}

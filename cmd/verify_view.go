@@ -64,12 +64,14 @@ func (a *App) printRound(rep *ota.RoundReport) error {
 	if a.Settings.JSON {
 		return writeJSON(a.IO.Out, newRoundView(rep))
 	}
-	return a.renderRound(rep)
+	return a.renderRound(rep, true)
 }
 
-func (a *App) renderRound(rep *ota.RoundReport) error {
+// renderRound prints a round's table, after a summary line on a terminal
+// when title is set.
+func (a *App) renderRound(rep *ota.RoundReport, title bool) error {
 	tty, now := a.IO.OutTTY, a.Now()
-	if tty {
+	if tty && title {
 		verdict := ""
 		if rep.Firmware.Verdict != ota.VerdictNone {
 			verdict = ", verdict " + string(rep.Firmware.Verdict)

@@ -15,14 +15,16 @@ import (
 
 // openFixture makes a store whose records keep every invariant: device
 // pk/dk holds in-progress job-1 of round-1 of fw-1, which has a push
-// waiting. It is not checked on cleanup, because tests break it.
+// waiting. Tests break its records and indexes, so its cleanup checks its
+// pages alone.
 func openFixture(t *testing.T) *Store {
 	t.Helper()
 	s, err := Open(filepath.Join(t.TempDir(), "state.db"), Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = s.Close() })
+	checkPages(t, s.Path())
+	t.Cleanup(func() { _ = s.Close() }) // runs first: cleanups run last-in first-out
 	edit(t, s, func(tx ota.Tx) error {
 		for _, err := range []error{
 			tx.PutFirmware(&ota.Firmware{ID: "fw-1", ProductKey: "pk", Version: "2.0"}),
@@ -199,7 +201,7 @@ func TestCheckReadOnly(t *testing.T) {
 // damaged file must give errors naming it, from Check and from reads, and
 // never crash otactl.
 func TestDamagedPagesGiveErrorsNotPanics(t *testing.T) {
-	path := newFile(t)
+	path := newUncheckedFile(t)
 	s, err := Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -79,6 +79,7 @@ func TestOpenConcurrentCreate(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	checkPages(t, path)
 	for i, err := range errs {
 		if err != nil {
 			t.Errorf("Open %d of 4 at once: %v", i, err)
@@ -210,6 +211,7 @@ func TestOpenMigratesOlderSchema(t *testing.T) {
 
 func TestMigrateRunsStepsFromVersion(t *testing.T) {
 	path := version0(t)
+	checkPages(t, path)
 	var ran []int
 	step := func(i int) migration {
 		return func(*bolt.Tx) error { ran = append(ran, i); return nil }
@@ -229,6 +231,7 @@ func TestMigrateRunsStepsFromVersion(t *testing.T) {
 // rolled back with it.
 func TestMigrateFailureLeavesFileAlone(t *testing.T) {
 	path := version0(t)
+	checkPages(t, path)
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -279,8 +282,16 @@ func TestReadOnlyOpen(t *testing.T) {
 
 // newFile makes a closed state file holding a little of everything. Tests
 // that spoil it on purpose use it instead of openTest, whose cleanup would
-// find the damage.
+// find the damage; its cleanup runs bbolt's page check alone.
 func newFile(t *testing.T) string {
+	t.Helper()
+	path := newUncheckedFile(t)
+	checkPages(t, path)
+	return path
+}
+
+// newUncheckedFile is newFile for the test that damages pages.
+func newUncheckedFile(t *testing.T) string {
 	t.Helper()
 	s, err := Open(filepath.Join(t.TempDir(), "state.db"), Options{Create: true})
 	if err != nil {

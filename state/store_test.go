@@ -73,6 +73,28 @@ func checkFile(t *testing.T, s *Store) {
 	}
 }
 
+// checkPages makes the test's cleanup run bbolt's own consistency check
+// on the file at path, for test databases whose records or indexes are
+// broken on purpose (or that are not current otactl files) and so cannot
+// go through checkFile. Only a test that damages pages may skip it.
+func checkPages(t *testing.T, path string) {
+	t.Helper()
+	t.Cleanup(func() {
+		db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+		if err != nil {
+			t.Errorf("reopen %s for checking: %v", path, err)
+			return
+		}
+		defer db.Close()
+		_ = db.View(func(b *bolt.Tx) error {
+			for err := range b.Check() {
+				t.Errorf("check %s: %v", path, err)
+			}
+			return nil
+		})
+	})
+}
+
 // fileSum identifies a file's exact bytes, for tests that must not write.
 func fileSum(t *testing.T, path string) [sha256.Size]byte {
 	t.Helper()

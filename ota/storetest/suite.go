@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -125,7 +126,8 @@ func newEvent(subject string) *ota.Event {
 	return &ota.Event{Time: t0, Subject: subject, Action: "status", Detail: "a sentence"}
 }
 
-// ids collects the IDs an Each* call visits.
+// firmwareIDs and the functions after it list what an Each* call visits,
+// in the order it visits them.
 func firmwareIDs(t *testing.T, tx ota.Tx) []string {
 	t.Helper()
 	var ids []string
@@ -177,7 +179,7 @@ func deviceNames(t *testing.T, tx ota.Tx, pk string) []string {
 	return names
 }
 
-// events lists visited events as "seq subject".
+// events returns the events EachEvent(subject) visits.
 func events(t *testing.T, tx ota.Tx, subject string) []*ota.Event {
 	t.Helper()
 	var evs []*ota.Event
@@ -190,14 +192,7 @@ func events(t *testing.T, tx ota.Tx, subject string) []*ota.Event {
 
 func equal[E comparable](t *testing.T, what string, got, want []E) {
 	t.Helper()
-	if len(got) != len(want) {
+	if !slices.Equal(got, want) {
 		t.Errorf("%s = %v, want %v", what, got, want)
-		return
-	}
-	for i := range got {
-		if got[i] != want[i] {
-			t.Errorf("%s = %v, want %v", what, got, want)
-			return
-		}
 	}
 }

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
@@ -128,4 +129,115 @@ func BenchmarkEachDevice(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(len(devs)*b.N)/time.Since(start).Seconds(), "records/s")
+}
+
+// benchMembers returns the members of a task's queue of n jobs, formatted
+// so that byte order is creation order, as ota formats them.
+func benchMembers(n int) []string {
+	ms := make([]string, n)
+	for i := range ms {
+		ms[i] = fmt.Sprintf("job-%010d", i+1)
+	}
+	return ms
+}
+
+func BenchmarkSetAdd(b *testing.B) {
+	benchWrite(b, benchMembers(benchRecords), func(tx ota.Tx, m string) error {
+		return tx.SetAdd("task-1/queue", m)
+	})
+}
+
+// BenchmarkSetEachFrom walks 100 members from a random point of queues of
+// a thousand and of a hundred thousand: a walk that seeks costs about the
+// same in both, one that scanned from the start would cost a hundred
+// times more in the larger.
+func BenchmarkSetEachFrom(b *testing.B) {
+	for _, n := range []int{1_000, benchRecords} {
+		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
+			s, err := Open(filepath.Join(b.TempDir(), "state.db"), Options{Create: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			ms := benchMembers(n)
+			fill(b, s, ms, func(tx ota.Tx, m string) error {
+				return tx.SetAdd("task-1/queue", m)
+			})
+			r := rand.New(rand.NewPCG(5, 6))
+			b.ResetTimer()
+			for range b.N {
+				seen := 0
+				err := s.View(func(tx ota.Tx) error {
+					after := ms[r.IntN(n-100)]
+					return tx.SetEach("task-1/queue", after, func(string) error {
+						if seen++; seen == 100 {
+							return errBenchStop
+						}
+						return nil
+					})
+				})
+				if err != errBenchStop {
+					b.Fatalf("SetEach: %d members, %v", seen, err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkSetDrain empties a queue of benchRecords as a task does: a
+// transaction per batch of benchBatch members, each walk resuming after
+// the last member removed.
+func BenchmarkSetDrain(b *testing.B) {
+	ms := benchMembers(benchRecords)
+	var took time.Duration
+	for range b.N {
+		b.StopTimer()
+		s, err := Open(filepath.Join(b.TempDir(), "state.db"), Options{Create: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		fill(b, s, ms, func(tx ota.Tx, m string) error { return tx.SetAdd("task-1/queue", m) })
+		b.StartTimer()
+		start := time.Now()
+		drain(b, s, "task-1/queue")
+		took += time.Since(start)
+		b.StopTimer()
+		_ = s.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(len(ms)*b.N)/took.Seconds(), "members/s")
+}
+
+// errBenchStop ends a benchmark's walk early.
+var errBenchStop = errors.New("stop")
+
+// drain removes every member of set, benchBatch per transaction.
+func drain(b *testing.B, s *Store, set string) {
+	for after := ""; ; {
+		var batch []string
+		err := s.Update(func(tx ota.Tx) error {
+			err := tx.SetEach(set, after, func(m string) error {
+				if batch = append(batch, m); len(batch) == benchBatch {
+					return errBenchStop
+				}
+				return nil
+			})
+			if err != nil && err != errBenchStop {
+				return err
+			}
+			for _, m := range batch {
+				if err := tx.SetRemove(set, m); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(batch) == 0 {
+			return
+		}
+		after = batch[len(batch)-1]
+	}
 }

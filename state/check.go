@@ -19,12 +19,15 @@ const maxProblems = 100
 var errEnough = errors.New("too many problems")
 
 // Check verifies the state file: bbolt's own page checks, that every index
-// agrees with its records, and otactl's invariants between records (a
-// device's active job is an active job of that device and the other way
-// round, a round's jobs exist and belong to its firmware, every outbox push
-// names an existing job). It returns the problems found, at most about a
-// hundred; none means the file is sound. It runs in one read transaction,
-// so it sees one consistent snapshot while others keep working.
+// agrees with its records and every set key is well formed, and otactl's
+// invariants between records (a device's active job is an active job of
+// that device and the other way round, a round's jobs exist and belong to
+// its firmware, every outbox push names an existing job, every task job
+// names an existing task). A round's or task's firmware may be missing:
+// deleting a firmware keeps them as history. It returns the problems
+// found, at most about a hundred; none means the file is sound. It runs in
+// one read transaction, so it sees one consistent snapshot while others
+// keep working.
 func (s *Store) Check() []error { return s.check(true) }
 
 // check runs the structural checks, and the record invariants when records
@@ -35,9 +38,11 @@ func (s *Store) check(records bool) []error {
 	err := s.db.View(func(b *bolt.Tx) error {
 		c.t = &tx{b: b, path: s.path}
 		steps := []func() error{c.pages, c.firmware, c.firmwareIndex, c.rounds,
-			c.roundIndex, c.devices, c.jobs, c.pushes, c.history, c.historyIndex}
+			c.roundIndex, c.devices, c.jobs, c.pushes, c.history, c.historyIndex,
+			c.tasks, c.sets, c.lease}
 		if records {
-			steps = append(steps, c.activeJobs, c.deviceJobs, c.roundJobs, c.pushJobs)
+			steps = append(steps, c.activeJobs, c.deviceJobs, c.roundJobs, c.pushJobs,
+				c.taskJobs)
 		}
 		for _, step := range steps {
 			if err := c.run(step); err != nil {
@@ -229,6 +234,38 @@ func (c *checker) historyIndex() error {
 	})
 }
 
+func (c *checker) tasks() error {
+	return scan(c, bucketTask, func(k []byte, task *ota.Task) error {
+		return c.keyOf(bucketTask, ota.TaskPrefix, task.ID, k)
+	})
+}
+
+// sets checks that every key is a non-empty set name, the separator and a
+// non-empty member, with the empty value SetAdd writes. Members are not
+// decoded, so this costs a walk of the keys alone.
+func (c *checker) sets() error {
+	return c.t.bucket(bucketSet).ForEach(func(k, v []byte) error {
+		i := bytes.IndexByte(k, sep)
+		switch {
+		case i <= 0 || i == len(k)-1 || bytes.IndexByte(k[i+1:], sep) >= 0:
+			return c.addf("set key %q: malformed", k)
+		case len(v) != 0:
+			return c.addf("set key %q: holds a value", k)
+		}
+		return nil
+	})
+}
+
+// lease checks that the lease bucket holds at most the one lease.
+func (c *checker) lease() error {
+	return scan(c, bucketLease, func(k []byte, _ *ota.Lease) error {
+		if !bytes.Equal(k, keyLease) {
+			return c.addf("lease %q: unexpected key", k)
+		}
+		return nil
+	})
+}
+
 // activeJobs checks each device's ActiveJob from the device's side.
 func (c *checker) activeJobs() error {
 	return scan(c, bucketDevice, func(_ []byte, d *ota.Device) error {
@@ -301,6 +338,20 @@ func (c *checker) pushJobs() error {
 	return scan(c, bucketPush, func(_ []byte, p *ota.Push) error {
 		if j, err := c.t.Job(p.JobID); err != nil || j == nil {
 			return c.addf("push %s: job %s does not exist", p.ID, p.JobID)
+		}
+		return nil
+	})
+}
+
+// taskJobs checks that every job of a task names an existing task. Tasks
+// are never deleted, so a job that names a missing one was written wrong.
+func (c *checker) taskJobs() error {
+	return scan(c, bucketJob, func(_ []byte, j *ota.Job) error {
+		if j.TaskID == "" {
+			return nil
+		}
+		if task, err := c.t.Task(j.TaskID); err != nil || task == nil {
+			return c.addf("job %s: task %s does not exist", j.ID, j.TaskID)
 		}
 		return nil
 	})

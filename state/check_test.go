@@ -15,8 +15,9 @@ import (
 
 // openFixture makes a store whose records keep every invariant: device
 // pk/dk holds in-progress job-1 of round-1 of fw-1, which has a push
-// waiting. Tests break its records and indexes, so its cleanup checks its
-// pages alone.
+// waiting; device pk/dk2 finished job-2 of task-1, whose queue set holds
+// another member; an agent holds the lease. Tests break its records and
+// indexes, so its cleanup checks its pages alone.
 func openFixture(t *testing.T) *Store {
 	t.Helper()
 	s, err := Open(filepath.Join(t.TempDir(), "state.db"), Options{Create: true})
@@ -34,6 +35,11 @@ func openFixture(t *testing.T) *Store {
 			tx.PutJob(fixtureJob()),
 			tx.PutPush(&ota.Push{ID: "push-1", JobID: "job-1"}),
 			tx.AppendEvent(&ota.Event{Subject: "job/job-1", Action: "created"}),
+			tx.PutTask(&ota.Task{ID: "task-1", FirmwareID: "fw-1", Status: ota.TaskRunning}),
+			tx.PutJob(&ota.Job{ID: "job-2", FirmwareID: "fw-1", TaskID: "task-1",
+				ProductKey: "pk", DeviceKey: "dk2", Status: ota.JobSucceeded}),
+			tx.SetAdd("task-1/queue", "job-3"),
+			tx.PutLease(&ota.Lease{Holder: "host:1", Host: "host", PID: 1}),
 		} {
 			if err != nil {
 				return err
@@ -108,6 +114,9 @@ func TestCheckFindsProblems(t *testing.T) {
 		{"push to missing job", func(tx ota.Tx) error {
 			return tx.PutPush(&ota.Push{ID: "push-2", JobID: "job-5"})
 		}, "push push-2: job job-5 does not exist"},
+		{"job of missing task", func(tx ota.Tx) error {
+			return tx.PutJob(&ota.Job{ID: "job-4", TaskID: "task-9", Status: ota.JobFailed})
+		}, "job job-4: task task-9 does not exist"},
 	}
 	for _, c := range records {
 		t.Run(c.name, func(t *testing.T) {
@@ -155,6 +164,30 @@ var rawBreaks = []struct {
 	{"undecodable record", func(b *bolt.Tx) error {
 		return b.Bucket(bucketPush).Put(u64(5), []byte(`{"id":`))
 	}, "undecodable record"},
+	{"task under another ID's key", func(b *bolt.Tx) error {
+		return b.Bucket(bucketTask).Put(u64(1), []byte(`{"id":"task-2"}`))
+	}, `task 0000000000000001: record ID "task-2" does not match its key`},
+	{"set key without separator", func(b *bolt.Tx) error {
+		return b.Bucket(bucketSet).Put([]byte("task-1/queue"), nil)
+	}, `set key "task-1/queue": malformed`},
+	{"set key with empty member", func(b *bolt.Tx) error {
+		return b.Bucket(bucketSet).Put(join("task-1/queue", nil), nil)
+	}, `set key "task-1/queue\x00": malformed`},
+	{"set key with empty set name", func(b *bolt.Tx) error {
+		return b.Bucket(bucketSet).Put(join("", []byte("job-3")), nil)
+	}, `set key "\x00job-3": malformed`},
+	{"set key with two separators", func(b *bolt.Tx) error {
+		return b.Bucket(bucketSet).Put(join("task-1", join("queue", []byte("job-3"))), nil)
+	}, `set key "task-1\x00queue\x00job-3": malformed`},
+	{"set key with a value", func(b *bolt.Tx) error {
+		return b.Bucket(bucketSet).Put(setKey("task-1/queue", "job-3"), []byte("x"))
+	}, `set key "task-1/queue\x00job-3": holds a value`},
+	{"undecodable lease", func(b *bolt.Tx) error {
+		return b.Bucket(bucketLease).Put(keyLease, []byte(`{"holder":`))
+	}, "lease 6c65617365: undecodable record"},
+	{"second lease", func(b *bolt.Tx) error {
+		return b.Bucket(bucketLease).Put([]byte("other"), []byte(`{}`))
+	}, `lease "other": unexpected key`},
 }
 
 func wantProblem(t *testing.T, errs []error, want string) {
@@ -248,4 +281,17 @@ func damagePages(t *testing.T, path string) {
 		b[i] = 0xab
 	}
 	writeFile(t, path, b)
+}
+
+// A set key that SetAdd cannot write, met during a walk, is reported as
+// damage naming the file, as undecodable records are.
+func TestSetEachReportsDamagedKey(t *testing.T) {
+	s := openFixture(t)
+	editRaw(t, s, func(b *bolt.Tx) error {
+		return b.Bucket(bucketSet).Put(join("task-1/queue", nil), nil)
+	})
+	err := s.View(func(tx ota.Tx) error {
+		return tx.SetEach("task-1/queue", "", func(string) error { return nil })
+	})
+	wantKind(t, "SetEach(damaged set)", err, ota.KindState, s.Path(), "empty member")
 }

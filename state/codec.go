@@ -47,10 +47,16 @@ func each[T any](t *tx, bucket, prefix []byte, fn func(*T) error) error {
 // walk visits the keys of the bucket that start with prefix, in order, marking the
 // transaction as iterating so that writes from fn are refused.
 func walk(t *tx, bucket, prefix []byte, fn func(k, v []byte) error) error {
+	return walkFrom(t, bucket, prefix, prefix, fn)
+}
+
+// walkFrom is walk beginning at the first key not before start, which a
+// cursor finds in O(log n) without reading the keys before it.
+func walkFrom(t *tx, bucket, prefix, start []byte, fn func(k, v []byte) error) error {
 	t.iterating++
 	defer func() { t.iterating-- }()
 	c := t.bucket(bucket).Cursor()
-	k, v, err := t.move(func() ([]byte, []byte) { return c.Seek(prefix) })
+	k, v, err := t.move(func() ([]byte, []byte) { return c.Seek(start) })
 	for ; err == nil && k != nil && bytes.HasPrefix(k, prefix); k, v, err = t.move(c.Next) {
 		if err := fn(k, v); err != nil {
 			return err

@@ -7,7 +7,9 @@
 // appended at the end of the B+tree, which bbolt writes far more cheaply
 // than keys in random order. Secondary indexes (firmware by version, rounds
 // by firmware, history by subject) are kept in the same transaction as the
-// records they point to, and Check verifies that they agree.
+// records they point to, and Check verifies that they agree. The sets that
+// ota keeps as its own indexes share one bucket, keyed by set name, a NUL
+// byte and member, so that a walk from any member starts with a seek.
 //
 // Opening follows the reliability rules of DESIGN.md section 7: a lock
 // timeout instead of a hang when another process holds the file, an error

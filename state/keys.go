@@ -21,13 +21,20 @@ var (
 	bucketPush       = []byte("push")
 	bucketHistory    = []byte("history")
 	bucketHistorySub = []byte("history-by-subject") // subject 0 seq -> empty
+	bucketTask       = []byte("task")
+	bucketSet        = []byte("set")   // set name 0 member -> empty
+	bucketLease      = []byte("lease") // keyLease -> the agent's lease
 )
 
-// recordBuckets are the buckets schema version 1 creates; Open refuses a
-// file that claims the current version but lacks one of them.
+// keyLease is the only key of the lease bucket: there is one lease at most.
+var keyLease = []byte("lease")
+
+// recordBuckets are the buckets of the current schema; Open refuses a file
+// that claims the current version but lacks one of them.
 var recordBuckets = [][]byte{
 	bucketSeq, bucketFirmware, bucketFwVersion, bucketDevice, bucketRound,
 	bucketRoundFw, bucketJob, bucketPush, bucketHistory, bucketHistorySub,
+	bucketTask, bucketSet, bucketLease,
 }
 
 // sep joins the parts of composite keys. Keys, versions and subjects never
@@ -74,6 +81,11 @@ func devKey(pk, dk string) []byte { return join(pk, []byte(dk)) }
 
 // versionKey is the key of a firmware-by-version index entry.
 func versionKey(pk, version string) []byte { return join(pk, []byte(version)) }
+
+// setKey is the key of a set member. Neither part contains the separator,
+// so a set's members are one run of keys in member byte order, which no
+// other set's keys enter, even when one set's name starts with another's.
+func setKey(set, member string) []byte { return join(set, []byte(member)) }
 
 // hasSep reports whether any of the strings would break a composite key.
 func hasSep(ss ...string) bool {

@@ -8,6 +8,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -152,23 +154,100 @@ func TestOpenRefusesForeignFiles(t *testing.T) {
 
 func TestOpenRefusesNewerSchema(t *testing.T) {
 	path := newFile(t)
-	setMeta(t, path, keySchema, "2")
+	cur := schemaVersion()
+	setMeta(t, path, keySchema, fmt.Sprint(cur+1))
 	before := fileSum(t, path)
 	for _, opt := range []Options{{}, {ReadOnly: true}} {
-		_, err := Open(path, opt)
-		wantKind(t, "Open(schema 2)", err, ota.KindState, path,
-			"has schema version 2, newer than this otactl supports (1); upgrade otactl")
+		s, err := Open(path, opt)
+		if err == nil {
+			_ = s.Close()
+		}
+		wantKind(t, "Open(newer schema)", err, ota.KindState, path,
+			fmt.Sprintf("has schema version %d, newer than this otactl supports (%d); "+
+				"upgrade otactl", cur+1, cur))
 	}
 	if fileSum(t, path) != before {
 		t.Errorf("Open changed the bytes of a newer file")
 	}
 }
 
+// Every bucket of the current schema is checked, those a migration added
+// as well as those of a new file.
 func TestOpenRefusesMissingBucket(t *testing.T) {
-	path := newFile(t)
-	rawBolt(t, path, nil, func(b *bolt.Tx) error { return b.DeleteBucket(bucketJob) })
-	_, err := Open(path, Options{})
-	wantKind(t, "Open(no job bucket)", err, ota.KindState, path, "damaged", "job")
+	for _, name := range recordBuckets {
+		t.Run(string(name), func(t *testing.T) {
+			path := newFile(t)
+			rawBolt(t, path, nil, func(b *bolt.Tx) error { return b.DeleteBucket(name) })
+			s, err := Open(path, Options{})
+			if err == nil {
+				_ = s.Close()
+			}
+			wantKind(t, "Open(no "+string(name)+" bucket)", err, ota.KindState, path,
+				"damaged", "bucket "+string(name)+" is missing")
+		})
+	}
+}
+
+// layouts are the buckets of each schema version, written out, not taken
+// from the code under test: a migration that shipped must go on making
+// exactly these.
+var layouts = [][]string{
+	{"meta"},
+	{"meta", "seq", "firmware", "firmware-by-version", "device", "round",
+		"round-by-firmware", "job", "push", "history", "history-by-subject"},
+	{"meta", "seq", "firmware", "firmware-by-version", "device", "round",
+		"round-by-firmware", "job", "push", "history", "history-by-subject",
+		"task", "set", "lease"},
+}
+
+func TestSchemaLayouts(t *testing.T) {
+	if len(layouts) != len(migrations)+1 {
+		t.Fatalf("layouts lists %d versions, migrations make %d: add the new layout",
+			len(layouts), len(migrations)+1)
+	}
+	for v, want := range layouts {
+		path := versionN(t, v)
+		checkPages(t, path)
+		if got := bucketNames(t, path); !slices.Equal(got, slices.Sorted(slices.Values(want))) {
+			t.Errorf("buckets of schema version %d = %v, want %v", v, got, want)
+		}
+	}
+	var cur []string
+	for _, b := range recordBuckets {
+		cur = append(cur, string(b))
+	}
+	cur = append(cur, string(bucketMeta))
+	if want := layouts[len(layouts)-1]; !slices.Equal(slices.Sorted(slices.Values(cur)),
+		slices.Sorted(slices.Values(want))) {
+		t.Errorf("recordBuckets and meta = %v, want the current layout %v", cur, want)
+	}
+}
+
+// versionN makes a file of schema version v the way an otactl of that
+// version made it: the marker, then the first v migrations.
+func versionN(t *testing.T, v int) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "state.db")
+	rawBolt(t, path, nil, func(b *bolt.Tx) error {
+		if err := writeMarker(b); err != nil {
+			return err
+		}
+		return migrate(b, 0, migrations[:v])
+	})
+	return path
+}
+
+// bucketNames lists the top-level buckets of the file at path, sorted.
+func bucketNames(t *testing.T, path string) []string {
+	t.Helper()
+	var names []string
+	rawBolt(t, path, nil, func(b *bolt.Tx) error {
+		return b.ForEach(func(name []byte, _ *bolt.Bucket) error {
+			names = append(names, string(name))
+			return nil
+		})
+	})
+	return names
 }
 
 func TestOpenRefusesDirectory(t *testing.T) {
@@ -182,6 +261,63 @@ func version0(t *testing.T) string {
 	path := filepath.Join(t.TempDir(), "state.db")
 	rawBolt(t, path, nil, writeMarker)
 	return path
+}
+
+// A version 1 file, as otactl wrote it before batch tasks, is refused by a
+// read-only open with a hint and left alone; a write open migrates it to
+// version 2, adding the buckets of tasks, sets and the lease, and keeps
+// every record.
+func TestOpenMigratesVersion1(t *testing.T) {
+	path := versionN(t, 1)
+	rawBolt(t, path, nil, func(b *bolt.Tx) error {
+		v1 := &tx{b: b, path: path}
+		if err := v1.PutFirmware(&ota.Firmware{ID: "fw-1", ProductKey: "pk",
+			Version: "1.0"}); err != nil {
+			return err
+		}
+		return v1.PutDevice(&ota.Device{ProductKey: "pk", DeviceKey: "dk"})
+	})
+	before := fileSum(t, path)
+	_, err := Open(path, Options{ReadOnly: true})
+	wantKind(t, "Open(schema 1, read-only)", err, ota.KindState, path,
+		"has schema version 1 and needs migrating to 2")
+	if h := ota.HintOf(err); !strings.Contains(h, "otactl sync") {
+		t.Errorf("hint of Open(schema 1, read-only) = %q, want one naming otactl sync", h)
+	}
+	if fileSum(t, path) != before {
+		t.Fatalf("read-only Open changed the bytes of a version 1 file")
+	}
+
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatalf("Open(schema 1): %v", err)
+	}
+	t.Cleanup(func() { checkFile(t, s) })
+	if v := readVersion(t, s); v != 2 {
+		t.Errorf("schema after migration = %d, want 2", v)
+	}
+	edit(t, s, func(tx ota.Tx) error {
+		must := func(err error) {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		must(tx.PutTask(&ota.Task{ID: "task-1", FirmwareID: "fw-1"}))
+		must(tx.SetAdd("task/1", "job-1"))
+		must(tx.PutLease(&ota.Lease{Holder: "h:1"}))
+		f, err := tx.Firmware("fw-1")
+		if f == nil || err != nil {
+			t.Errorf("Firmware(fw-1) after migration = %v, %v; want it", f, err)
+		}
+		d, err := tx.Device("pk", "dk")
+		if d == nil || err != nil {
+			t.Errorf("Device(pk, dk) after migration = %v, %v; want it", d, err)
+		}
+		return nil
+	})
+	if errs := s.Check(); len(errs) != 0 {
+		t.Errorf("Check() after migration = %v, want no problems", errs)
+	}
 }
 
 func TestOpenMigratesOlderSchema(t *testing.T) {
@@ -305,6 +441,15 @@ func newUncheckedFile(t *testing.T) string {
 		if err := tx.PutDevice(&ota.Device{ProductKey: "pk", DeviceKey: "温湿度-01"}); err != nil {
 			return err
 		}
+		if err := tx.PutTask(&ota.Task{ID: "task-1", FirmwareID: "fw-1"}); err != nil {
+			return err
+		}
+		if err := tx.SetAdd("task/1", "温湿度-01"); err != nil {
+			return err
+		}
+		if err := tx.PutLease(&ota.Lease{Holder: "host:1"}); err != nil {
+			return err
+		}
 		return tx.AppendEvent(&ota.Event{Subject: "firmware/fw-1", Action: "added"})
 	})
 	if err != nil {
@@ -323,6 +468,9 @@ func readEverything(t *testing.T, s *Store) {
 		_ = tx.EachFirmware(func(f *ota.Firmware) error { return visit(f) })
 		_ = tx.EachDevice("", func(d *ota.Device) error { return visit(d) })
 		_ = tx.EachJob(func(j *ota.Job) error { return visit(j) })
+		_ = tx.EachTask(func(task *ota.Task) error { return visit(task) })
+		_ = tx.SetEach("task/1", "", func(m string) error { return visit(m) })
+		_, _ = tx.Lease()
 		return tx.EachEvent("", func(e *ota.Event) error { return visit(e) })
 	})
 	if err != nil {

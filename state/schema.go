@@ -28,6 +28,7 @@ type migration func(*bolt.Tx) error
 // steps. Append to the table; never edit an entry that has shipped.
 var migrations = []migration{
 	createBucketsV1,
+	createBucketsV2,
 }
 
 // schemaVersion is the version this otactl writes.
@@ -42,6 +43,17 @@ func createBucketsV1(b *bolt.Tx) error {
 		"round-by-firmware", "job", "push", "history", "history-by-subject",
 	}
 	for _, n := range names {
+		if _, err := b.CreateBucketIfNotExists([]byte(n)); err != nil {
+			return fmt.Errorf("create bucket %s: %w", n, err)
+		}
+	}
+	return nil
+}
+
+// createBucketsV2 adds the buckets of batch tasks, of ota's sets and of
+// the agent's lease. Like createBucketsV1, it names them itself.
+func createBucketsV2(b *bolt.Tx) error {
+	for _, n := range []string{"task", "set", "lease"} {
 		if _, err := b.CreateBucketIfNotExists([]byte(n)); err != nil {
 			return fmt.Errorf("create bucket %s: %w", n, err)
 		}

@@ -300,6 +300,61 @@ func (t *tx) EachPush(fn func(*ota.Push) error) error {
 	return each(t, bucketPush, nil, fn)
 }
 
+// Task implements ota.Tx.
+func (t *tx) Task(id string) (_ *ota.Task, err error) {
+	defer t.guard(&err)
+	k, ok := idKey(ota.TaskPrefix, id)
+	if !ok {
+		return nil, nil
+	}
+	return get[ota.Task](t, bucketTask, k)
+}
+
+// PutTask implements ota.Tx.
+func (t *tx) PutTask(task *ota.Task) (err error) {
+	defer t.guard(&err)
+	if err := t.writable(); err != nil {
+		return err
+	}
+	k, err := putKey(ota.TaskPrefix, task.ID)
+	if err != nil {
+		return err
+	}
+	return put(t, bucketTask, k, task)
+}
+
+// EachTask implements ota.Tx.
+func (t *tx) EachTask(fn func(*ota.Task) error) error {
+	return each(t, bucketTask, nil, fn)
+}
+
+// Lease implements ota.Tx.
+func (t *tx) Lease() (*ota.Lease, error) {
+	return get[ota.Lease](t, bucketLease, keyLease)
+}
+
+// PutLease implements ota.Tx. A nil lease is refused: it would be stored
+// as JSON null and read back as an empty lease, not as none.
+func (t *tx) PutLease(l *ota.Lease) (err error) {
+	defer t.guard(&err)
+	if err := t.writable(); err != nil {
+		return err
+	}
+	if l == nil {
+		return ota.Errorf(ota.KindInternal, "store: nil lease; use DeleteLease")
+	}
+	return put(t, bucketLease, keyLease, l)
+}
+
+// DeleteLease implements ota.Tx.
+func (t *tx) DeleteLease() (err error) {
+	defer t.guard(&err)
+	if err := t.writable(); err != nil {
+		return err
+	}
+	return t.bucket(bucketLease).Delete(keyLease)
+}
+
 // AppendEvent implements ota.Tx. The history bucket's own sequence numbers
 // the events, so they are keyed in time order and appended cheaply.
 func (t *tx) AppendEvent(e *ota.Event) (err error) {

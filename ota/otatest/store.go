@@ -5,7 +5,8 @@
 // storetest suite as the bbolt store: Update is atomic, a View sees one
 // snapshot, records are copied in and out, iteration is in creation order.
 // It is map-based and copies its maps on every Update, which is fine for
-// tests and nothing else.
+// tests and nothing else. Sets are the exception: a task's queue may hold
+// 100,000 members, so they are persistent trees, shared between versions.
 package otatest
 
 import (
@@ -65,6 +66,9 @@ type data struct {
 	jobs     map[uint64][]byte
 	pushes   map[uint64][]byte
 	events   [][]byte // in Seq order; Seq i+1 is at index i
+	tasks    map[uint64][]byte
+	sets     map[string]*node // set name -> root; no entry for an empty set
+	lease    []byte           // nil when there is none
 }
 
 func newData() *data {
@@ -75,6 +79,8 @@ func newData() *data {
 		rounds:   map[uint64][]byte{},
 		jobs:     map[uint64][]byte{},
 		pushes:   map[uint64][]byte{},
+		tasks:    map[uint64][]byte{},
+		sets:     map[string]*node{},
 	}
 }
 
@@ -89,6 +95,9 @@ func (d *data) clone() *data {
 		// The three-index slice makes the next append copy, so an Update
 		// never writes into the array that older snapshots share.
 		events: d.events[:len(d.events):len(d.events)],
+		tasks:  maps.Clone(d.tasks),
+		sets:   maps.Clone(d.sets), // the trees themselves are never changed
+		lease:  d.lease,
 	}
 }
 

@@ -246,6 +246,110 @@ func (t *tx) DeletePush(id string) error {
 // EachPush implements ota.Tx.
 func (t *tx) EachPush(fn func(*ota.Push) error) error { return eachSeq(t, t.d.pushes, fn) }
 
+// Task implements ota.Tx.
+func (t *tx) Task(id string) (*ota.Task, error) {
+	seq, ok := seqOf(ota.TaskPrefix, id)
+	if !ok {
+		return nil, nil
+	}
+	return decode[ota.Task](t.d.tasks[seq])
+}
+
+// PutTask implements ota.Tx.
+func (t *tx) PutTask(task *ota.Task) error {
+	seq, err := t.putSeq(ota.TaskPrefix, task.ID)
+	if err != nil {
+		return err
+	}
+	return putRec(t.d.tasks, seq, task)
+}
+
+// EachTask implements ota.Tx.
+func (t *tx) EachTask(fn func(*ota.Task) error) error { return eachSeq(t, t.d.tasks, fn) }
+
+// checkSet refuses set names and members as the bbolt store does: an
+// empty one is a bug in the caller, a NUL byte would break its keys.
+func checkSet(set, member string) error {
+	switch {
+	case set == "" || member == "":
+		return ota.Errorf(ota.KindInternal, "otatest: empty set name or member (%q, %q)",
+			set, member)
+	case hasNUL(set, member):
+		return nulError("set name or member")
+	}
+	return nil
+}
+
+// SetAdd implements ota.Tx.
+func (t *tx) SetAdd(set, member string) error {
+	if err := t.canWrite(); err != nil {
+		return err
+	}
+	if err := checkSet(set, member); err != nil {
+		return err
+	}
+	if root := t.d.sets[set]; !root.has(member) {
+		t.d.sets[set] = root.with(member, priority(member))
+	}
+	return nil
+}
+
+// SetRemove implements ota.Tx.
+func (t *tx) SetRemove(set, member string) error {
+	if err := t.canWrite(); err != nil {
+		return err
+	}
+	if err := checkSet(set, member); err != nil {
+		return err
+	}
+	root := t.d.sets[set]
+	if !root.has(member) {
+		return nil
+	}
+	if root = root.without(member); root == nil {
+		delete(t.d.sets, set)
+	} else {
+		t.d.sets[set] = root
+	}
+	return nil
+}
+
+// SetEach implements ota.Tx. A name SetAdd refuses has no entry, so it
+// visits nothing, as in the bbolt store.
+func (t *tx) SetEach(set, after string, fn func(member string) error) error {
+	t.iterating++
+	defer func() { t.iterating-- }()
+	return t.d.sets[set].each(after, fn)
+}
+
+// Lease implements ota.Tx.
+func (t *tx) Lease() (*ota.Lease, error) { return decode[ota.Lease](t.d.lease) }
+
+// PutLease implements ota.Tx, refusing a nil lease as the bbolt store does.
+func (t *tx) PutLease(l *ota.Lease) error {
+	if err := t.canWrite(); err != nil {
+		return err
+	}
+	if l == nil {
+		return ota.Errorf(ota.KindInternal, "otatest: nil lease; use DeleteLease")
+	}
+	b, err := encode(l)
+	if err != nil {
+		return err
+	}
+	t.d.lease = b
+	return nil
+}
+
+// DeleteLease implements ota.Tx.
+func (t *tx) DeleteLease() error {
+	if err := t.canWrite(); err != nil {
+		return err
+	}
+	t.d.lease = nil
+	return nil
+}
+
 // AppendEvent implements ota.Tx.
 func (t *tx) AppendEvent(e *ota.Event) error {
 	if err := t.canWrite(); err != nil {

@@ -69,6 +69,10 @@ var firmwareTests = []test{
 			missing(t, "Round(round-1)", r, err)
 			j, err := tx.Job("job-2")
 			missing(t, "Job(job-2)", j, err)
+			task, err := tx.Task("task-1")
+			missing(t, "Task(task-1)", task, err)
+			task, err = tx.Task("job-1") // an existing record of another kind
+			missing(t, "Task(job-1)", task, err)
 			return nil
 		})
 	}},

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -20,7 +21,7 @@ import (
 // and arrange for its cleanup.
 func Run(t *testing.T, open func(t *testing.T) ota.Store) {
 	groups := [][]test{seqTests, firmwareTests, deviceTests, roundJobPushTests,
-		historyTests, txTests}
+		taskTests, setTests, leaseTests, historyTests, txTests}
 	for _, g := range groups {
 		for _, tc := range g {
 			t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -122,6 +123,22 @@ func newPush(seq uint64, jobID string) *ota.Push {
 		CreatedAt: t0}
 }
 
+func newTask(seq uint64, fwID string) *ota.Task {
+	return &ota.Task{ID: ota.FormatID(ota.TaskPrefix, seq), FirmwareID: fwID,
+		ProductKey: "pk", TargetVersion: "2.0", FromVersions: []string{"1.0", "1.1"},
+		Status: ota.TaskRunning,
+		Controls: ota.TaskControls{MaxConcurrent: 300, Rate: 60,
+			Timeout: ota.Duration(time.Hour), Retries: 2, AbortFailureRate: 0.25},
+		Counts:  ota.TaskCounts{Targets: 10, Queued: 7, Pushed: 3},
+		Skipped: map[string]int{"on target": 2},
+		Tokens:  1.5, TokensAt: t0, CreatedAt: t0, UpdatedAt: t0.Add(time.Second)}
+}
+
+func newLease(pid int) *ota.Lease {
+	return &ota.Lease{Holder: "host:" + strconv.Itoa(pid), Host: "host", PID: pid,
+		Tick: ota.Duration(5 * time.Second), Since: t0, Heartbeat: t0.Add(time.Minute)}
+}
+
 func newEvent(subject string) *ota.Event {
 	return &ota.Event{Time: t0, Subject: subject, Action: "status", Detail: "a sentence"}
 }
@@ -166,6 +183,27 @@ func roundIDs(t *testing.T, tx ota.Tx, fwID string) []string {
 		return nil
 	}))
 	return ids
+}
+
+func taskIDs(t *testing.T, tx ota.Tx) []string {
+	t.Helper()
+	var ids []string
+	must(t, tx.EachTask(func(task *ota.Task) error {
+		ids = append(ids, task.ID)
+		return nil
+	}))
+	return ids
+}
+
+// members lists what SetEach(set, after) visits.
+func members(t *testing.T, tx ota.Tx, set, after string) []string {
+	t.Helper()
+	var ms []string
+	must(t, tx.SetEach(set, after, func(m string) error {
+		ms = append(ms, m)
+		return nil
+	}))
+	return ms
 }
 
 // deviceNames lists visited devices as "pk/dk".

@@ -60,11 +60,7 @@ func (a *App) openLive() (*live, error) {
 	bg, stop := context.WithCancel(a.Context)
 	l.stop = stop
 	go l.pushLoop(bg)
-	err = l.expire()
-	if err == nil {
-		err = l.flush(a.Context)
-	}
-	if err != nil {
+	if err := l.advance(a.Context); err != nil {
 		l.close()
 		return nil, err
 	}
@@ -132,19 +128,44 @@ func (l *live) pushLoop(ctx context.Context) {
 	}
 }
 
+// flushChunk is how many outbox entries one flush round reads, so that a
+// rollout without limits does not hold its whole outbox in memory.
+const flushChunk = 5000
+
 // flush sends every queued push and records the broker's acknowledgements,
 // in batches, so that a job counts as pushed only once the broker has it.
 func (l *live) flush(ctx context.Context) error {
 	l.flushMu.Lock()
 	defer l.flushMu.Unlock()
-	var pushes []*ota.Push
-	if err := l.st.View(func(tx ota.Tx) error {
-		var err error
-		pushes, err = ota.PendingPushes(tx)
-		return err
-	}); err != nil || len(pushes) == 0 {
-		return err
+	for {
+		var send, stale []*ota.Push
+		if err := l.view(func(tx ota.Tx) error {
+			var err error
+			send, stale, err = ota.PendingPushes(tx, flushChunk)
+			return err
+		}); err != nil {
+			return err
+		}
+		if len(stale) > 0 {
+			if err := l.update(func(tx ota.Tx) error { return ota.DropStalePushes(tx, stale) }); err != nil {
+				return err
+			}
+		}
+		if len(send) == 0 {
+			return nil
+		}
+		if err := l.send(ctx, send); err != nil {
+			return err
+		}
+		if len(send) < flushChunk {
+			return nil
+		}
 	}
+}
+
+// send pushes pipelined and marks what the broker acknowledged, also when
+// the broker failed part way.
+func (l *live) send(ctx context.Context, pushes []*ota.Push) error {
 	var mu sync.Mutex
 	var sent []*ota.Push
 	err := l.sess.PushAll(ctx, pushes, pushWindow, func(p *ota.Push) {
@@ -152,34 +173,52 @@ func (l *live) flush(ctx context.Context) error {
 		sent = append(sent, p)
 		mu.Unlock()
 	})
-	if len(sent) > 0 {
-		uerr := l.update(func(tx ota.Tx) error {
-			for _, p := range sent {
-				if err := ota.MarkPushed(tx, p, l.env()); err != nil {
-					return err
-				}
+	if len(sent) == 0 {
+		return err
+	}
+	uerr := l.update(func(tx ota.Tx) error {
+		for _, p := range sent {
+			if err := ota.MarkPushed(tx, p, l.env()); err != nil {
+				return err
 			}
-			return nil
-		})
-		if err == nil {
-			err = uerr
 		}
+		return nil
+	})
+	if err == nil {
+		err = uerr
 	}
 	return err
 }
 
-// expire applies job timeouts, writing only when a job is overdue, so that
-// a command refused for bad input leaves the state file as it was.
-func (l *live) expire() error {
-	due := false
+// advance applies verification timeouts and the reconcile step of running
+// batch tasks, then sends what they queued. It writes only when there is
+// something to do, so that a command refused for bad input leaves the state
+// file as it was.
+func (l *live) advance(ctx context.Context) error {
+	var due bool
+	var running []string
 	if err := l.view(func(tx ota.Tx) error {
 		var err error
-		due, err = ota.HasOverdueJobs(tx, l.env())
+		if due, err = ota.HasOverdueJobs(tx, l.env()); err != nil {
+			return err
+		}
+		running, err = ota.RunningTasks(tx)
 		return err
-	}); err != nil || !due {
+	}); err != nil {
 		return err
 	}
-	return l.update(func(tx ota.Tx) error { return ota.ExpireJobs(tx, l.env()) })
+	if due || len(running) > 0 {
+		err := l.update(func(tx ota.Tx) error {
+			if err := ota.ExpireJobs(tx, l.env()); err != nil {
+				return err
+			}
+			return ota.ReconcileTasks(tx, l.env())
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return l.flush(ctx)
 }
 
 func (l *live) update(fn func(ota.Tx) error) error { return l.st.Update(fn) }

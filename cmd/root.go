@@ -77,6 +77,7 @@ docs/exit-codes.md: 0 ok, 1 unexpected, 2 invalid input, 3 refused by a rule,
 		newStateCmd(app),
 		newVersionCmd(app),
 		newVerifyCmd(app),
+		newBatchCmd(app),
 	)
 	addDeviceCommands(root, app)
 	return root

@@ -21,10 +21,10 @@ const recentMessages = 32
 // the device already delivered is skipped whole.
 func Apply(tx Tx, reports []Report, env Env) ([]Reply, error) {
 	var replies []Reply
-	touched := map[string]bool{} // rounds whose completion to re-evaluate
+	w := newWork(tx, env)
 	for i := range reports {
 		r := &reports[i]
-		reply, err := applyOne(tx, r, env, touched)
+		reply, err := w.applyOne(r)
 		if err != nil {
 			return nil, err
 		}
@@ -32,15 +32,11 @@ func Apply(tx Tx, reports []Report, env Env) ([]Reply, error) {
 			replies = append(replies, *reply)
 		}
 	}
-	for roundID := range touched {
-		if err := settleRound(tx, roundID, env); err != nil {
-			return nil, err
-		}
-	}
-	return replies, nil
+	return replies, w.finish()
 }
 
-func applyOne(tx Tx, r *Report, env Env, touched map[string]bool) (*Reply, error) {
+func (w *work) applyOne(r *Report) (*Reply, error) {
+	tx, env := w.tx, w.env
 	if r.Invalid != "" {
 		return nil, messageEvent(tx, r, env, "rejected", r.Invalid)
 	}
@@ -57,9 +53,9 @@ func applyOne(tx Tx, r *Report, env Env, touched map[string]bool) (*Reply, error
 	}
 	switch r.Kind {
 	case ReportInform:
-		return applyInform(tx, d, r, h, env, touched)
+		return w.applyInform(d, r, h)
 	case ReportProgress:
-		return applyProgress(tx, d, r, h, env, touched)
+		return w.applyProgress(d, r, h)
 	case ReportUpgradeReply:
 		return nil, applyUpgradeReply(tx, d, r, h, env)
 	case ReportGetVersion:
@@ -109,7 +105,8 @@ func applyRetained(tx Tx, d *Device, r *Report, h uint64, env Env) error {
 	return messageEvent(tx, r, env, "retained", "retained message recorded, not acted on")
 }
 
-func applyInform(tx Tx, d *Device, r *Report, h uint64, env Env, touched map[string]bool) (*Reply, error) {
+func (w *work) applyInform(d *Device, r *Report, h uint64) (*Reply, error) {
+	tx, env := w.tx, w.env
 	now := env.now()
 	action, detail := "reported", "version "+r.Version
 	if d == nil {
@@ -123,7 +120,10 @@ func applyInform(tx Tx, d *Device, r *Report, h uint64, env Env, touched map[str
 	if err := messageEvent(tx, r, env, action, detail); err != nil {
 		return nil, err
 	}
-	if err := informJob(tx, d, r, env, touched); err != nil {
+	if err := w.informJob(d, r); err != nil {
+		return nil, err
+	}
+	if err := w.joinTasks(d); err != nil {
 		return nil, err
 	}
 	if err := tx.PutDevice(d); err != nil {
@@ -134,9 +134,11 @@ func applyInform(tx Tx, d *Device, r *Report, h uint64, env Env, touched map[str
 
 // informJob applies a version report to the device's active job, or to its
 // last finished one (a late success corrects a failure), and re-pushes a
-// job that is still To be upgraded: devices report on every reconnect, so
-// the report is the moment an offline device can receive its push.
-func informJob(tx Tx, d *Device, r *Report, env Env, touched map[string]bool) error {
+// job that was pushed and is still To be upgraded: devices report on every
+// reconnect, so the report is the moment an offline device can receive its
+// push. A batch job still waiting for its turn is not pushed early.
+func (w *work) informJob(d *Device, r *Report) error {
+	tx, env := w.tx, w.env
 	id := d.ActiveJob
 	if id == "" {
 		id = d.LastJob
@@ -148,16 +150,18 @@ func informJob(tx Tx, d *Device, r *Report, env Env, touched map[string]bool) er
 	if err != nil || j == nil {
 		return err
 	}
+	prev := j.Status
 	if change := jobVersion(j, r.Version, env.now()); change != "" {
-		return saveJob(tx, d, j, r, env, change, touched)
+		return w.saveJob(d, j, prev, r, change)
 	}
-	if j.Status == JobToBeUpgraded {
+	if j.Status == JobToBeUpgraded && !j.DispatchedAt.IsZero() {
 		return queuePush(tx, j, env)
 	}
 	return nil
 }
 
-func applyProgress(tx Tx, d *Device, r *Report, h uint64, env Env, touched map[string]bool) (*Reply, error) {
+func (w *work) applyProgress(d *Device, r *Report, h uint64) (*Reply, error) {
+	tx, env := w.tx, w.env
 	reply := &Reply{To: r, Code: 200}
 	if d == nil {
 		return reply, messageEvent(tx, r, env, "ignored", "progress from a device that never reported a version")
@@ -168,10 +172,14 @@ func applyProgress(tx Tx, d *Device, r *Report, h uint64, env Env, touched map[s
 	if err != nil {
 		return nil, err
 	}
+	var prev JobStatus
+	if j != nil {
+		prev = j.Status
+	}
 	if j == nil {
 		err = messageEvent(tx, r, env, "ignored", "progress with no matching active job")
 	} else if change := jobProgress(j, r.Step, r.Desc, env.now()); change != "" {
-		err = saveJob(tx, d, j, r, env, change, touched)
+		err = w.saveJob(d, j, prev, r, change)
 	} else {
 		err = tx.AppendEvent(&Event{Time: env.now(), Subject: JobSubject(j.ID), Action: "late",
 			Detail: "progress recorded, not applied", Topic: r.Topic, Payload: string(r.Payload)})
@@ -237,6 +245,10 @@ func applyGetVersion(tx Tx, d *Device, r *Report, h uint64, env Env) (*Reply, er
 	if err != nil {
 		return nil, err
 	}
+	if j.Status == JobToBeUpgraded && j.DispatchedAt.IsZero() {
+		// A batch job waiting for its turn: the device may not take it yet.
+		return reply, messageEvent(tx, r, env, "asked", "firmware "+j.TargetVersion+" queued")
+	}
 	reply.Data = []UpgradeParams{params}
 	if j.Status == JobToBeUpgraded {
 		if err := queuePush(tx, j, env); err != nil {
@@ -246,21 +258,33 @@ func applyGetVersion(tx Tx, d *Device, r *Report, h uint64, env Env) (*Reply, er
 	return reply, messageEvent(tx, r, env, "asked", "pending firmware "+j.TargetVersion)
 }
 
-// saveJob stores a changed job, frees its device when it finished, and
-// records the change with the message that caused it.
-func saveJob(tx Tx, d *Device, j *Job, r *Report, env Env, change string, touched map[string]bool) error {
+// saveJob stores a changed job, frees its device when it finished, records
+// the change with the message that caused it, and updates the job's round
+// or task.
+func (w *work) saveJob(d *Device, j *Job, prev JobStatus, r *Report, change string) error {
 	if !j.Status.Active() && d.ActiveJob == j.ID {
 		d.ActiveJob, d.LastJob = "", j.ID
 	}
 	if j.RoundID != "" {
-		touched[j.RoundID] = true
+		w.rounds[j.RoundID] = true
 	}
-	if err := tx.PutJob(j); err != nil {
+	if !j.Status.Active() {
+		if err := dropPush(w.tx, j); err != nil {
+			return err
+		}
+	}
+	if err := w.tx.PutJob(j); err != nil {
 		return err
 	}
-	e := &Event{Time: env.now(), Subject: JobSubject(j.ID), Action: string(j.Status), Detail: change}
+	e := &Event{Time: w.env.now(), Subject: JobSubject(j.ID), Action: string(j.Status), Detail: change}
 	if r != nil {
 		e.Topic, e.Payload = r.Topic, string(r.Payload)
 	}
-	return tx.AppendEvent(e)
+	if err := w.tx.AppendEvent(e); err != nil {
+		return err
+	}
+	if j.TaskID != "" {
+		return w.taskJobChanged(d, j, prev)
+	}
+	return nil
 }

@@ -118,9 +118,15 @@ type Job struct {
 	Attempt       int       `json:"attempt"`
 	ReachedFull   bool      `json:"reachedFull,omitempty"` // progress 100 was reported
 	CreatedAt     time.Time `json:"createdAt"`
-	PushedAt      time.Time `json:"pushedAt,omitzero"`
-	StartedAt     time.Time `json:"startedAt,omitzero"`
-	FinishedAt    time.Time `json:"finishedAt,omitzero"`
+	// DispatchedAt is when the job was first allowed to be pushed: at once
+	// for verification jobs, when its turn came for batch jobs. Only
+	// dispatched jobs are pushed again when their device reports.
+	DispatchedAt time.Time `json:"dispatchedAt,omitzero"`
+	// PushID names the job's upgrade command waiting in the outbox, if any.
+	PushID     string    `json:"pushId,omitempty"`
+	PushedAt   time.Time `json:"pushedAt,omitzero"`
+	StartedAt  time.Time `json:"startedAt,omitzero"`
+	FinishedAt time.Time `json:"finishedAt,omitzero"`
 }
 
 // Round is one verification round of a firmware: up to MaxRoundDevices jobs.

@@ -3,20 +3,11 @@ package ota
 import "time"
 
 // queuePush puts an upgrade command for j in the outbox, unless one is
-// already waiting there. The caller's transaction commits it together with
-// whatever made the push necessary; the sender delivers it after commit.
+// already waiting there, and stores j. The caller's transaction commits it
+// together with whatever made the push necessary; the sender delivers it
+// after commit.
 func queuePush(tx Tx, j *Job, env Env) error {
-	queued := false
-	if err := tx.EachPush(func(p *Push) error {
-		if p.JobID == j.ID {
-			queued = true
-			return errStop
-		}
-		return nil
-	}); err != nil && err != errStop {
-		return err
-	}
-	if queued {
+	if j.PushID != "" {
 		return nil
 	}
 	params, err := jobParams(tx, j, env)
@@ -27,7 +18,11 @@ func queuePush(tx Tx, j *Job, env Env) error {
 	if err != nil {
 		return err
 	}
-	return tx.PutPush(&Push{ID: FormatID(PushPrefix, seq), JobID: j.ID, ProductKey: j.ProductKey,
+	j.PushID = FormatID(PushPrefix, seq)
+	if err := tx.PutJob(j); err != nil {
+		return err
+	}
+	return tx.PutPush(&Push{ID: j.PushID, JobID: j.ID, ProductKey: j.ProductKey,
 		DeviceKey: j.DeviceKey, Params: params, CreatedAt: env.now()})
 }
 
@@ -45,48 +40,74 @@ func jobParams(tx Tx, j *Job, env Env) (UpgradeParams, error) {
 		FileURL: env.FileURL(f), FileSize: f.Size, JobID: j.ID}, nil
 }
 
-func dropPushes(tx Tx, jobID string) error {
-	var ids []string
-	if err := tx.EachPush(func(p *Push) error {
-		if p.JobID == jobID {
-			ids = append(ids, p.ID)
+// dropPush takes j's command out of the outbox, for a job that finished or
+// was canceled before the command was sent.
+func dropPush(tx Tx, j *Job) error {
+	if j.PushID == "" {
+		return nil
+	}
+	id := j.PushID
+	j.PushID = ""
+	return tx.DeletePush(id)
+}
+
+// PendingPushes returns up to limit commands from the outbox, oldest first,
+// that are still worth sending: stale ones, whose job is no longer To be
+// upgraded or has another command queued, are returned apart so that the
+// caller can drop them with DropStalePushes instead of pushing a finished
+// device again.
+func PendingPushes(tx Tx, limit int) (send, stale []*Push, err error) {
+	err = tx.EachPush(func(p *Push) error {
+		j, err := tx.Job(p.JobID)
+		if err != nil {
+			return err
+		}
+		if j == nil || j.Status != JobToBeUpgraded || j.PushID != p.ID {
+			stale = append(stale, p)
+		} else {
+			send = append(send, p)
+		}
+		if len(send) >= limit {
+			return errStop
 		}
 		return nil
-	}); err != nil {
-		return err
+	})
+	if err == errStop {
+		err = nil
 	}
-	for _, id := range ids {
-		if err := tx.DeletePush(id); err != nil {
+	return send, stale, err
+}
+
+// DropStalePushes deletes outbox entries that PendingPushes found stale.
+func DropStalePushes(tx Tx, stale []*Push) error {
+	for _, p := range stale {
+		if err := tx.DeletePush(p.ID); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// PendingPushes returns the outbox, oldest first.
-func PendingPushes(tx Tx) ([]*Push, error) {
-	var out []*Push
-	err := tx.EachPush(func(p *Push) error {
-		out = append(out, p)
-		return nil
-	})
-	return out, err
-}
-
 // MarkPushed records that the broker acknowledged a push: the entry leaves
 // the outbox and its job, when still To be upgraded, counts as pushed from
-// now (a verification job's timeout runs from its latest push).
+// now (a job's start timeout runs from its latest push).
 func MarkPushed(tx Tx, p *Push, env Env) error {
 	if err := tx.DeletePush(p.ID); err != nil {
 		return err
 	}
 	j, err := tx.Job(p.JobID)
-	if err != nil || j == nil || j.Status != JobToBeUpgraded {
+	if err != nil || j == nil || j.PushID != p.ID {
 		return err
 	}
-	j.PushedAt = env.now()
+	j.PushID = ""
+	if j.Status == JobToBeUpgraded {
+		j.PushedAt = env.now()
+	}
 	if err := tx.PutJob(j); err != nil {
 		return err
+	}
+	if j.Status != JobToBeUpgraded {
+		return nil
 	}
 	return tx.AppendEvent(&Event{Time: env.now(), Subject: JobSubject(j.ID), Action: "pushed",
 		Detail: "upgrade to " + j.TargetVersion + " sent to " + j.DeviceKey})
@@ -99,7 +120,7 @@ func ExpireJobs(tx Tx, env Env) error {
 	if err != nil {
 		return err
 	}
-	touched := map[string]bool{}
+	w := newWork(tx, env)
 	for _, j := range due {
 		d, err := tx.Device(j.ProductKey, j.DeviceKey)
 		if err != nil {
@@ -108,22 +129,16 @@ func ExpireJobs(tx Tx, env Env) error {
 		if d == nil {
 			d = &Device{ProductKey: j.ProductKey, DeviceKey: j.DeviceKey}
 		}
-		if err := saveJob(tx, d, j, nil, env, jobTimeout(j, env.now()), touched); err != nil {
-			return err
-		}
-		if err := dropPushes(tx, j.ID); err != nil {
+		prev := j.Status
+		change := jobTimeout(j, env.now())
+		if err := w.saveJob(d, j, prev, nil, change); err != nil {
 			return err
 		}
 		if err := tx.PutDevice(d); err != nil {
 			return err
 		}
 	}
-	for id := range touched {
-		if err := settleRound(tx, id, env); err != nil {
-			return err
-		}
-	}
-	return nil
+	return w.finish()
 }
 
 // HasOverdueJobs reports whether ExpireJobs would change anything, so that

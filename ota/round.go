@@ -198,7 +198,7 @@ func cancelJob(tx Tx, j *Job, reason string, env Env) error {
 			return err
 		}
 	}
-	if err := dropPushes(tx, j.ID); err != nil {
+	if err := dropPush(tx, j); err != nil {
 		return err
 	}
 	if err := tx.PutJob(j); err != nil {

@@ -62,6 +62,33 @@ type Tx interface {
 	// EachPush visits the outbox in creation order.
 	EachPush(fn func(*Push) error) error
 
+	Task(id string) (*Task, error)
+	PutTask(t *Task) error
+	// EachTask visits every task in creation order.
+	EachTask(fn func(*Task) error) error
+
+	// Sets are named, ordered sets of strings: indexes that ota keeps for
+	// itself, such as a task's queue of jobs waiting to be pushed. Members
+	// are ordered by their bytes; ota formats them so that byte order is
+	// the order it needs. Set names and members are non-empty and contain
+	// no NUL byte.
+
+	// SetAdd adds member to set; adding a member twice is no error.
+	SetAdd(set, member string) error
+	// SetRemove removes member from set; removing a missing one is no error.
+	SetRemove(set, member string) error
+	// SetEach visits the members of set greater than after ("" for all), in
+	// order. Writes are refused while it runs, so a caller that drains a set
+	// reads a batch, stops, writes, and resumes after the last member seen.
+	SetEach(set, after string, fn func(member string) error) error
+
+	// Lease returns the agent's lease, nil when none is recorded.
+	Lease() (*Lease, error)
+	// PutLease records the agent's lease, replacing any other; nil is refused.
+	PutLease(l *Lease) error
+	// DeleteLease removes the lease; deleting a missing one is no error.
+	DeleteLease() error
+
 	// AppendEvent adds e to the history, setting e.Seq to a value greater
 	// than every earlier event's.
 	AppendEvent(e *Event) error

@@ -98,7 +98,7 @@ func startRound(tx Tx, f *Firmware, spec VerifySpec, number int, env Env) (*Roun
 		if err != nil {
 			return nil, err
 		}
-		j.RoundID = r.ID
+		j.RoundID, j.DispatchedAt = r.ID, now
 		if err := assignJob(tx, d, j, env); err != nil {
 			return nil, err
 		}

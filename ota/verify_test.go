@@ -137,7 +137,7 @@ func (f *fleet) pushes() []*ota.Push {
 	var ps []*ota.Push
 	f.view(func(tx ota.Tx) error {
 		var err error
-		ps, err = ota.PendingPushes(tx)
+		ps, _, err = ota.PendingPushes(tx, 1<<20)
 		return err
 	})
 	return ps

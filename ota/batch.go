@@ -1,0 +1,371 @@
+package ota
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Defaults of the rollout controls (DESIGN.md 5.4).
+const (
+	DefaultMaxConcurrent = 300
+	DefaultBatchTimeout  = 2 * time.Hour
+	DefaultStartTimeout  = 24 * time.Hour
+)
+
+// Reasons a device is left out of a batch task.
+const (
+	SkipOnTarget    = "already on target"
+	SkipBusy        = "active job"
+	SkipDowngrade   = "downgrade"
+	SkipUnknown     = "no version reported"
+	SkipOtherSource = "not a chosen source version"
+)
+
+// maxSkipExamples is how many skipped devices a plan names; the rest are
+// counted by reason.
+const maxSkipExamples = 20
+
+// BatchSpec is a request for a batch upgrade.
+type BatchSpec struct {
+	Firmware     string   // id or PK/VERSION
+	FromVersions []string // source versions; empty: every reported version but the target
+	Devices      []string // only these devices, when given
+	All          bool     // every device of the product
+
+	AllowFailedVerification bool // overrides a failed verdict, never the status
+	AllowUnverifiedSource   bool // allows source versions the verification did not cover
+	AllowDowngrade          bool // allows devices on a newer version than the target
+
+	Controls TaskControls
+}
+
+// Skip is a device left out of a plan, and why.
+type Skip struct {
+	DeviceKey string `json:"deviceKey"`
+	Version   string `json:"version"`
+	Reason    string `json:"reason"`
+	Detail    string `json:"detail,omitempty"`
+}
+
+// BatchPlan is what a batch upgrade would do: its targets by source version
+// and the devices it leaves out. It holds the target devices' keys, not
+// their records.
+type BatchPlan struct {
+	Firmware  *Firmware
+	Sources   []VersionCount // targets by source version
+	Targets   int
+	Skipped   map[string]int // by reason
+	Examples  []Skip         // the first skipped devices
+	Uncovered []string       // target source versions the verification did not cover
+	targets   []planTarget
+}
+
+type planTarget struct{ deviceKey, version string }
+
+// ExpectedDuration is how long pushing every target takes at the plan's
+// rate; zero when there is no rate limit.
+func (p *BatchPlan) ExpectedDuration(c TaskControls) time.Duration {
+	if c.Rate <= 0 || p.Targets == 0 {
+		return 0
+	}
+	return time.Duration(float64(p.Targets) / float64(c.Rate) * float64(time.Minute))
+}
+
+// ValidateControls checks the rollout controls and fills in the defaults of
+// the timeouts.
+func ValidateControls(c *TaskControls) error {
+	switch {
+	case c.MaxConcurrent < 0:
+		return Invalid("--max-concurrent %d must not be negative (0: no limit)", c.MaxConcurrent)
+	case c.Rate < 0:
+		return Invalid("--rate %d must not be negative (0: no limit)", c.Rate)
+	case c.Retries < 0:
+		return Invalid("--retries %d must not be negative", c.Retries)
+	case c.AbortFailureRate < 0 || c.AbortFailureRate > 1:
+		return Invalid("--abort-failure-rate %g must be between 0 and 1", c.AbortFailureRate)
+	case c.AbortMinFinished < 0:
+		return Invalid("--abort-min-finished %d must not be negative", c.AbortMinFinished)
+	case c.Timeout < 0 || c.StartTimeout < 0:
+		return Invalid("--timeout and --start-timeout must not be negative")
+	}
+	if c.Timeout == 0 {
+		c.Timeout = Duration(DefaultBatchTimeout)
+	}
+	if c.StartTimeout == 0 {
+		c.StartTimeout = Duration(DefaultStartTimeout)
+	}
+	return nil
+}
+
+// PlanBatch checks the gate and chooses the targets of a batch upgrade. It
+// changes nothing: CreateTask turns the plan into a task.
+func PlanBatch(tx Tx, spec BatchSpec) (*BatchPlan, error) {
+	if err := ValidateControls(&spec.Controls); err != nil {
+		return nil, err
+	}
+	f, err := ResolveFirmware(tx, spec.Firmware)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkGate(tx, f, spec); err != nil {
+		return nil, err
+	}
+	spec.FromVersions = dedupe(spec.FromVersions)
+	p := &BatchPlan{Firmware: f, Skipped: map[string]int{}}
+	if err := chooseTargets(tx, f, spec, p); err != nil {
+		return nil, err
+	}
+	return p, checkCoverage(tx, f, spec, p)
+}
+
+// checkGate enforces the rule otactl exists for: no batch upgrade of a
+// firmware that has not passed verification.
+func checkGate(tx Tx, f *Firmware, spec BatchSpec) error {
+	if f.Status != FirmwareVerified {
+		return Refused("firmware %s is %s: a batch upgrade needs a firmware that passed verification",
+			f.ID, f.Status).WithHint("otactl verify start %s --from-version ... --device ...", f.ID)
+	}
+	if f.Verdict != VerdictPassed && !spec.AllowFailedVerification {
+		return Refused("firmware %s failed its verification", f.ID).
+			WithHint("otactl firmware show %s; --allow-failed-verification overrides the verdict", f.ID)
+	}
+	rounds, err := Rounds(tx, f)
+	if err != nil {
+		return err
+	}
+	for _, r := range rounds {
+		if !r.Finished() {
+			return Refused("firmware %s has verification round %d still running", f.ID, r.Round.Number)
+		}
+	}
+	return tx.EachTask(func(t *Task) error {
+		if t.FirmwareID == f.ID && t.Status == TaskRunning {
+			return Refused("firmware %s already has a running batch task %s", f.ID, t.ID).
+				WithHint("otactl batch-upgrade status %s", t.ID)
+		}
+		return nil
+	})
+}
+
+func chooseTargets(tx Tx, f *Firmware, spec BatchSpec, p *BatchPlan) error {
+	if len(spec.Devices) > 0 {
+		for _, k := range dedupe(spec.Devices) {
+			if err := ValidateKey("device key", k); err != nil {
+				return err
+			}
+		}
+		for _, k := range dedupe(spec.Devices) {
+			d, err := tx.Device(f.ProductKey, k)
+			if err != nil {
+				return err
+			}
+			if d == nil {
+				p.skip(Skip{DeviceKey: k, Reason: SkipUnknown})
+				continue
+			}
+			if err := p.consider(tx, f, spec, d, true); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if !spec.All && len(spec.FromVersions) == 0 {
+		return Invalid("choose the devices: --from-version, --device, --devices-file or --all")
+	}
+	return tx.EachDevice(f.ProductKey, func(d *Device) error { return p.consider(tx, f, spec, d, false) })
+}
+
+// consider decides one device. Devices on other source versions are only
+// reported as skipped when they were named one by one.
+func (p *BatchPlan) consider(tx Tx, f *Firmware, spec BatchSpec, d *Device, named bool) error {
+	skip := Skip{DeviceKey: d.DeviceKey, Version: d.Version}
+	if SameVersion(d.Version, f.Version) {
+		skip.Reason = SkipOnTarget
+		p.skip(skip)
+		return nil
+	}
+	if len(spec.FromVersions) > 0 &&
+		!slices.ContainsFunc(spec.FromVersions, func(v string) bool { return SameVersion(v, d.Version) }) {
+		if named {
+			skip.Reason = SkipOtherSource
+			p.skip(skip)
+		}
+		return nil
+	}
+	if d.ActiveJob != "" {
+		skip.Reason, skip.Detail = SkipBusy, "busy with "+d.ActiveJob
+		if j, err := tx.Job(d.ActiveJob); err != nil {
+			return err
+		} else if j != nil {
+			skip.Detail = fmt.Sprintf("busy with %s (firmware %s, %s)", j.ID, j.FirmwareID, j.Status.Label())
+		}
+		p.skip(skip)
+		return nil
+	}
+	if c, ok := CompareVersions(d.Version, f.Version); ok && c > 0 && !spec.AllowDowngrade {
+		skip.Reason, skip.Detail = SkipDowngrade, d.Version+" is newer than "+f.Version
+		p.skip(skip)
+		return nil
+	}
+	p.targets = append(p.targets, planTarget{d.DeviceKey, d.Version})
+	p.Targets++
+	p.countSource(d.Version)
+	return nil
+}
+
+func (p *BatchPlan) skip(s Skip) {
+	p.Skipped[s.Reason]++
+	if len(p.Examples) < maxSkipExamples {
+		p.Examples = append(p.Examples, s)
+	}
+}
+
+func (p *BatchPlan) countSource(v string) {
+	for i := range p.Sources {
+		if SameVersion(p.Sources[i].Version, v) {
+			p.Sources[i].Devices++
+			return
+		}
+	}
+	p.Sources = append(p.Sources, VersionCount{Version: v, Devices: 1})
+}
+
+// checkCoverage requires every target source version to have been upgraded
+// from successfully in the firmware's newest, passed, verification round:
+// an image verified only from the new branch must not brick the old one.
+func checkCoverage(tx Tx, f *Firmware, spec BatchSpec, p *BatchPlan) error {
+	rep, err := NewestRound(tx, f)
+	if err != nil {
+		return err
+	}
+	var covered []string
+	if rep != nil {
+		for _, j := range rep.Jobs {
+			if j.Status == JobSucceeded {
+				covered = append(covered, j.SourceVersion)
+			}
+		}
+	}
+	for _, s := range p.Sources {
+		if !slices.ContainsFunc(covered, func(v string) bool { return SameVersion(v, s.Version) }) {
+			p.Uncovered = append(p.Uncovered, s.Version)
+		}
+	}
+	if len(p.Uncovered) == 0 || spec.AllowUnverifiedSource {
+		return nil
+	}
+	return Refused("the verification of firmware %s covered no upgrade from %s",
+		f.ID, strings.Join(p.Uncovered, ", ")).
+		WithHint("verify from those versions with otactl verify reverify, or pass --allow-unverified-source")
+}
+
+// CreateTask turns a plan made in the same transaction into a running task
+// with one queued job per target. Nothing is pushed yet: ReconcileTasks
+// dispatches jobs as the controls allow.
+func CreateTask(tx Tx, p *BatchPlan, spec BatchSpec, env Env) (*Task, error) {
+	if p.Targets == 0 {
+		return nil, Refused("no device to upgrade to %s: %s", p.Firmware.Version, skipSummary(p.Skipped))
+	}
+	if err := ValidateControls(&spec.Controls); err != nil {
+		return nil, err
+	}
+	seq, err := tx.NextSeq(TaskPrefix)
+	if err != nil {
+		return nil, err
+	}
+	now, f := env.now(), p.Firmware
+	t := &Task{ID: FormatID(TaskPrefix, seq), FirmwareID: f.ID, ProductKey: f.ProductKey,
+		TargetVersion: f.Version, Status: TaskRunning, Controls: spec.Controls,
+		Counts: TaskCounts{Targets: p.Targets, Queued: p.Targets}, Skipped: p.Skipped,
+		Tokens: rateBurst(spec.Controls.Rate), TokensAt: now, CreatedAt: now, UpdatedAt: now}
+	t.FromVersions = spec.FromVersions
+	if len(t.FromVersions) == 0 {
+		for _, s := range p.Sources {
+			t.FromVersions = append(t.FromVersions, s.Version)
+		}
+	}
+	for _, target := range p.targets {
+		d, err := tx.Device(f.ProductKey, target.deviceKey)
+		if err != nil {
+			return nil, err
+		}
+		if err := enqueueJob(tx, t, f, d, 1, now); err != nil {
+			return nil, err
+		}
+	}
+	if err := tx.PutTask(t); err != nil {
+		return nil, err
+	}
+	detail := fmt.Sprintf("batch task %s to %s created with %d jobs (%s skipped)",
+		t.ID, f.Version, p.Targets, skipSummary(p.Skipped))
+	if err := tx.AppendEvent(&Event{Time: now, Subject: "task/" + t.ID, Action: "created",
+		Detail: detail}); err != nil {
+		return nil, err
+	}
+	return t, tx.AppendEvent(&Event{Time: now, Subject: FirmwareSubject(f.ID), Action: "batch",
+		Detail: detail})
+}
+
+// enqueueJob creates a job of t for d and puts it in t's queue. It does not
+// touch t's counts.
+func enqueueJob(tx Tx, t *Task, f *Firmware, d *Device, attempt int, now time.Time) error {
+	j, err := newJob(tx, f, d, now)
+	if err != nil {
+		return err
+	}
+	j.TaskID, j.Attempt = t.ID, attempt
+	d.ActiveJob = j.ID
+	if err := tx.PutDevice(d); err != nil {
+		return err
+	}
+	if err := tx.PutJob(j); err != nil {
+		return err
+	}
+	return tx.SetAdd(taskQueue(t.ID), jobMember(j.ID))
+}
+
+func skipSummary(skipped map[string]int) string {
+	if len(skipped) == 0 {
+		return "none"
+	}
+	var parts []string
+	for _, reason := range slices.Sorted(mapKeys(skipped)) {
+		parts = append(parts, fmt.Sprintf("%d %s", skipped[reason], reason))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func mapKeys[V any](m map[string]V) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// The sets that index a task's jobs: those waiting for their turn, and those
+// pushed and not finished. Members are job sequence numbers padded to a
+// fixed width, so that byte order is creation order.
+func taskQueue(taskID string) string  { return "task/" + taskID + "/queue" }
+func taskFlight(taskID string) string { return "task/" + taskID + "/flight" }
+
+func jobMember(jobID string) string {
+	_, seq, _ := ParseID(jobID)
+	return fmt.Sprintf("%020d", seq)
+}
+
+func memberJob(m string) string {
+	var seq uint64
+	fmt.Sscanf(m, "%d", &seq)
+	return FormatID(JobPrefix, seq)
+}
+
+// rateBurst is how many pushes a rate limit lets through at once: five
+// seconds' worth, at least one.
+func rateBurst(rate int) float64 {
+	return max(1, float64(rate)/12)
+}

@@ -1,0 +1,418 @@
+package ota_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/otactl/otactl/ota"
+)
+
+// verified registers a firmware and passes its verification from each
+// source version on a verifier device of its own ("ver-<source>").
+func (f *fleet) verified(version string, sources ...string) *ota.Firmware {
+	f.t.Helper()
+	fw := f.firmware(version)
+	var keys []string
+	for _, s := range sources {
+		k := "ver-" + s
+		keys = append(keys, k)
+		f.send(f.inform(k, s))
+	}
+	f.mustStart(fw.ID, strings.Join(sources, ","), keys...)
+	f.ackPushes()
+	for _, k := range keys {
+		f.send(f.progress(k, 100), f.inform(k, version))
+	}
+	if got := f.fw(fw.ID); got.Verdict != ota.VerdictPassed {
+		f.t.Fatalf("verification of %s: verdict %q, want passed", version, got.Verdict)
+	}
+	return fw
+}
+
+func (f *fleet) plan(spec ota.BatchSpec) (*ota.BatchPlan, error) {
+	var p *ota.BatchPlan
+	err := f.st.View(func(tx ota.Tx) error {
+		var err error
+		p, err = ota.PlanBatch(tx, spec)
+		return err
+	})
+	return p, err
+}
+
+func (f *fleet) createTask(spec ota.BatchSpec) (*ota.Task, error) {
+	var t *ota.Task
+	err := f.st.Update(func(tx ota.Tx) error {
+		p, err := ota.PlanBatch(tx, spec)
+		if err != nil {
+			return err
+		}
+		t, err = ota.CreateTask(tx, p, spec, f.env())
+		return err
+	})
+	return t, err
+}
+
+func (f *fleet) mustTask(spec ota.BatchSpec) *ota.Task {
+	f.t.Helper()
+	t, err := f.createTask(spec)
+	if err != nil {
+		f.t.Fatalf("CreateTask: %v", err)
+	}
+	return t
+}
+
+// reconcile runs one reconcile step and acknowledges every push it queued,
+// returning the devices pushed.
+func (f *fleet) reconcile() []string {
+	f.t.Helper()
+	f.update(func(tx ota.Tx) error { return ota.ReconcileTasks(tx, f.env()) })
+	var keys []string
+	for _, p := range f.pushes() {
+		keys = append(keys, p.DeviceKey)
+	}
+	f.ackPushes()
+	return keys
+}
+
+func (f *fleet) task(id string) *ota.Task {
+	f.t.Helper()
+	var t *ota.Task
+	f.view(func(tx ota.Tx) error {
+		var err error
+		t, err = tx.Task(id)
+		return err
+	})
+	return t
+}
+
+func (f *fleet) devices(n int, prefix, version string) []string {
+	var keys []string
+	var reports []ota.Report
+	for i := 1; i <= n; i++ {
+		k := fmt.Sprintf("%s%d", prefix, i)
+		keys = append(keys, k)
+		reports = append(reports, f.inform(k, version))
+	}
+	f.send(reports...)
+	return keys
+}
+
+func controls() ota.TaskControls {
+	return ota.TaskControls{MaxConcurrent: ota.DefaultMaxConcurrent}
+}
+
+func TestBatchGate(t *testing.T) {
+	f := newFleet(t)
+	f.devices(3, "d", "1.0.0")
+	unverified := f.firmware("3.0.0")
+	_, err := f.plan(ota.BatchSpec{Firmware: unverified.ID, All: true})
+	if ota.KindOf(err) != ota.KindRefused || !strings.Contains(err.Error(), "is unverified") {
+		t.Fatalf("unverified firmware: err = %v, want refusal", err)
+	}
+
+	failed := f.firmware("2.0.0")
+	f.send(f.inform("bad", "1.0.0"))
+	f.mustStart(failed.ID, "1.0.0", "bad")
+	f.ackPushes()
+	f.send(f.progress("bad", -2))
+	_, err = f.plan(ota.BatchSpec{Firmware: failed.ID, All: true})
+	if ota.KindOf(err) != ota.KindRefused || !strings.Contains(err.Error(), "failed its verification") {
+		t.Fatalf("failed verdict: err = %v, want refusal", err)
+	}
+	// The override takes the verdict, never the status; coverage still holds:
+	// nothing was upgraded from 1.0.0.
+	_, err = f.plan(ota.BatchSpec{Firmware: failed.ID, All: true, AllowFailedVerification: true})
+	if ota.KindOf(err) != ota.KindRefused || !strings.Contains(err.Error(), "covered no upgrade from 1.0.0") {
+		t.Fatalf("failed verdict overridden: err = %v, want coverage refusal", err)
+	}
+	p, err := f.plan(ota.BatchSpec{Firmware: failed.ID, All: true, AllowFailedVerification: true,
+		AllowUnverifiedSource: true})
+	if err != nil || p.Targets != 4 { // d1-d3 and the device that failed
+		t.Fatalf("both overrides: plan %v err %v, want 4 targets", p, err)
+	}
+}
+
+func TestBatchNeedsChosenDevices(t *testing.T) {
+	f := newFleet(t)
+	fw := f.verified("2.0.0", "1.0.0")
+	_, err := f.plan(ota.BatchSpec{Firmware: fw.ID})
+	if ota.KindOf(err) != ota.KindInvalid {
+		t.Fatalf("no targets named: err = %v, want invalid", err)
+	}
+}
+
+// Coverage: a fleet on an old branch is not upgraded with an image verified
+// only from the new one.
+func TestBatchCoverage(t *testing.T) {
+	f := newFleet(t)
+	fw := f.verified("3.0.0", "2.0.0")
+	f.devices(2, "new", "2.0.0")
+	f.devices(2, "old", "1.0.0")
+	_, err := f.plan(ota.BatchSpec{Firmware: fw.ID, All: true})
+	if ota.KindOf(err) != ota.KindRefused || !strings.Contains(err.Error(), "covered no upgrade from 1.0.0") {
+		t.Fatalf("uncovered 1.0.0: err = %v", err)
+	}
+	p, err := f.plan(ota.BatchSpec{Firmware: fw.ID, FromVersions: []string{"2.0.0"}})
+	if err != nil || p.Targets != 2 {
+		t.Fatalf("covered source only: plan %+v, err %v; want 2 targets", p, err)
+	}
+}
+
+// Field case 3: 2.1.0 is a downgrade, 2.0.0 is on target, 1.0.0 upgrades.
+func TestBatchDowngradeAndOnTarget(t *testing.T) {
+	f := newFleet(t)
+	fw := f.verified("2.0.0", "1.0.0")
+	f.send(f.inform("newer", "2.1.0"), f.inform("same", "2.0.0"), f.inform("older", "1.0.0"))
+	spec := ota.BatchSpec{Firmware: fw.ID, Devices: []string{"newer", "same", "older"},
+		AllowUnverifiedSource: true, Controls: controls()}
+	p, err := f.plan(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Targets != 1 || p.Skipped[ota.SkipDowngrade] != 1 || p.Skipped[ota.SkipOnTarget] != 1 {
+		t.Fatalf("plan: %d targets, skipped %v; want 1 target, 1 downgrade, 1 on target", p.Targets, p.Skipped)
+	}
+	spec.AllowDowngrade = true
+	task := f.mustTask(spec)
+	if task.Counts.Targets != 2 || task.Skipped[ota.SkipOnTarget] != 1 {
+		t.Fatalf("with --allow-downgrade: %+v skipped %v; want 2 targets", task.Counts, task.Skipped)
+	}
+	if pushed := f.reconcile(); strings.Join(pushed, ",") != "newer,older" {
+		t.Fatalf("pushed %v, want newer and older", pushed)
+	}
+}
+
+// Field case 2: a device with a pending verification job for 2.0.0 is
+// skipped by a task for 3.0.0 and receives exactly one command.
+func TestBatchSkipsBusyDevice(t *testing.T) {
+	f := newFleet(t)
+	fw3 := f.verified("3.0.0", "1.0.0")
+	f.send(f.inform("busy", "1.0.0"), f.inform("free", "1.0.0"))
+	fw2 := f.firmware("2.0.0")
+	f.mustStart(fw2.ID, "1.0.0", "busy")
+	f.ackPushes()
+	p, _ := f.plan(ota.BatchSpec{Firmware: fw3.ID, Devices: []string{"busy"}, AllowUnverifiedSource: true})
+	if p == nil || len(p.Examples) != 1 || !strings.Contains(p.Examples[0].Detail, "firmware "+fw2.ID) {
+		t.Fatalf("skip detail = %+v, want the busy job's firmware named", p)
+	}
+	task := f.mustTask(ota.BatchSpec{Firmware: fw3.ID, FromVersions: []string{"1.0.0"}, Controls: controls()})
+	if task.Skipped[ota.SkipBusy] != 1 || task.Counts.Targets != 1 {
+		t.Fatalf("task: %+v skipped %v; want busy skipped, 1 target", task.Counts, task.Skipped)
+	}
+	if pushed := f.reconcile(); len(pushed) != 1 || pushed[0] != "free" {
+		t.Fatalf("pushed %v, want only free", pushed)
+	}
+}
+
+// Field case 1: a device offline when the task starts reports 40 minutes
+// later: To be upgraded while away, pushed on its report, and its start
+// timeout runs from that push.
+func TestBatchOfflineDeviceIsPushedOnReport(t *testing.T) {
+	f := newFleet(t)
+	fw := f.verified("2.0.0", "1.0.0")
+	f.send(f.inform("away", "1.0.0"))
+	task := f.mustTask(ota.BatchSpec{Firmware: fw.ID, FromVersions: []string{"1.0.0"},
+		Controls: ota.TaskControls{StartTimeout: ota.Duration(time.Hour)}})
+	f.reconcile() // pushed at once; the device is not there to receive it
+	f.tick(40 * time.Minute)
+	f.reconcile()
+	wantStatus(t, f.job("away"), ota.JobToBeUpgraded, "")
+	f.send(f.inform("away", "1.0.0"))
+	if ps := f.pushes(); len(ps) != 1 || ps[0].DeviceKey != "away" {
+		t.Fatalf("after its report: outbox %v, want one push to away", ps)
+	}
+	f.ackPushes()
+	f.tick(50 * time.Minute) // 90 minutes after the first push, 50 after the second
+	f.reconcile()
+	wantStatus(t, f.job("away"), ota.JobToBeUpgraded, "")
+	f.tick(11 * time.Minute)
+	f.reconcile()
+	wantStatus(t, f.job("away"), ota.JobFailed, "timed out at step 0")
+	if got := f.task(task.ID); got.Status != ota.TaskCompleted || got.Counts.Failed != 1 {
+		t.Fatalf("task = %s %+v, want completed with 1 failed", got.Status, got.Counts)
+	}
+}
+
+// Field case 4, on the rules alone: 10,000 devices, at most 200 in flight,
+// 1% failing downloads.
+func TestBatchConcurrencyAndCounts(t *testing.T) {
+	f := newFleet(t)
+	fw := f.verified("2.0.0", "1.0.0")
+	keys := f.devices(10000, "d", "1.0.0")
+	task := f.mustTask(ota.BatchSpec{Firmware: fw.ID, FromVersions: []string{"1.0.0"},
+		Controls: ota.TaskControls{MaxConcurrent: 200}})
+	failing := map[string]bool{}
+	for i := 0; i < len(keys); i += 100 {
+		failing[keys[i]] = true
+	}
+	for round := 0; ; round++ {
+		pushed := f.reconcile()
+		got := f.task(task.ID)
+		if inFlight := got.Counts.Pushed + got.Counts.InProgress; inFlight > 200 {
+			t.Fatalf("round %d: %d jobs in flight, limit 200", round, inFlight)
+		}
+		if len(pushed) == 0 {
+			break
+		}
+		var reports []ota.Report
+		for _, k := range pushed {
+			reports = append(reports, f.progress(k, 10))
+			if failing[k] {
+				reports = append(reports, f.progress(k, -2))
+			} else {
+				reports = append(reports, f.progress(k, 100), f.inform(k, "2.0.0"))
+			}
+		}
+		f.send(reports...)
+	}
+	got := f.task(task.ID)
+	c := got.Counts
+	if got.Status != ota.TaskCompleted || c.Succeeded != 9900 || c.Failed != 100 ||
+		c.Succeeded+c.Failed != 10000 || got.Failures["download failed (step -2)"] != 100 {
+		t.Fatalf("task = %s %+v failures %v; want completed, 9900 + 100 download failures",
+			got.Status, c, got.Failures)
+	}
+}
+
+func TestBatchRateLimit(t *testing.T) {
+	f := newFleet(t)
+	fw := f.verified("2.0.0", "1.0.0")
+	f.devices(100, "d", "1.0.0")
+	f.mustTask(ota.BatchSpec{Firmware: fw.ID, FromVersions: []string{"1.0.0"},
+		Controls: ota.TaskControls{Rate: 60}})
+	if n := len(f.reconcile()); n != 5 {
+		t.Fatalf("first step pushed %d, want a burst of 5 (5 s at 60/min)", n)
+	}
+	total := 5
+	for i := 0; i < 60; i++ {
+		f.tick(time.Second)
+		total += len(f.reconcile())
+	}
+	if total < 60 || total > 66 {
+		t.Fatalf("pushed %d in a minute at 60/min, want 60 to 66", total)
+	}
+}
+
+func TestBatchRetriesThenFails(t *testing.T) {
+	f := newFleet(t)
+	fw := f.verified("2.0.0", "1.0.0")
+	f.devices(1, "d", "1.0.0")
+	task := f.mustTask(ota.BatchSpec{Firmware: fw.ID, FromVersions: []string{"1.0.0"},
+		Controls: ota.TaskControls{Retries: 1}})
+	f.reconcile()
+	first := f.job("d1")
+	f.send(f.progress("d1", -4))
+	if pushed := f.reconcile(); len(pushed) != 1 {
+		t.Fatalf("retry pushed %v, want d1 again", pushed)
+	}
+	second := f.job("d1")
+	if second.ID == first.ID || second.Attempt != 2 || second.Status != ota.JobToBeUpgraded {
+		t.Fatalf("second attempt = %+v, want a new job with attempt 2", second)
+	}
+	f.send(f.progress("d1", -4))
+	f.reconcile()
+	got := f.task(task.ID)
+	if got.Status != ota.TaskCompleted || got.Counts.Failed != 1 || got.Counts.Retried != 1 {
+		t.Fatalf("task = %s %+v, want completed, 1 failed after 1 retry", got.Status, got.Counts)
+	}
+}
+
+func TestBatchAbortsOnFailureRate(t *testing.T) {
+	f := newFleet(t)
+	fw := f.verified("2.0.0", "1.0.0")
+	f.devices(20, "d", "1.0.0")
+	task := f.mustTask(ota.BatchSpec{Firmware: fw.ID, FromVersions: []string{"1.0.0"},
+		Controls: ota.TaskControls{MaxConcurrent: 5, AbortFailureRate: 0.5, AbortMinFinished: 4}})
+	pushed := f.reconcile()
+	f.send(f.progress(pushed[0], 10)) // still running when the task aborts
+	f.send(f.progress(pushed[1], -3), f.progress(pushed[2], -3), f.progress(pushed[3], -3))
+	f.send(f.progress(pushed[4], 100), f.inform(pushed[4], "2.0.0"))
+	got := f.task(task.ID)
+	if got.Status != ota.TaskAborted || !strings.Contains(got.Reason, "failure rate 75.0% passed 50.0%") {
+		t.Fatalf("task = %s %q, want aborted on the failure rate", got.Status, got.Reason)
+	}
+	if n := len(f.reconcile()); n != 0 || got.Counts.Canceled != 15 {
+		t.Fatalf("after abort: %d pushed, %d canceled; want 0 pushed, 15 queued jobs canceled",
+			n, got.Counts.Canceled)
+	}
+	f.send(f.progress(pushed[0], 100), f.inform(pushed[0], "2.0.0"))
+	if got := f.task(task.ID); got.Counts.Succeeded != 2 {
+		t.Fatalf("in-progress job after abort: %+v, want it to run to success", got.Counts)
+	}
+}
+
+func TestBatchInProgressTimeout(t *testing.T) {
+	f := newFleet(t)
+	fw := f.verified("2.0.0", "1.0.0")
+	f.devices(1, "d", "1.0.0")
+	f.mustTask(ota.BatchSpec{Firmware: fw.ID, FromVersions: []string{"1.0.0"},
+		Controls: ota.TaskControls{Timeout: ota.Duration(2 * time.Hour)}})
+	f.reconcile()
+	f.tick(3 * time.Hour) // not started yet: the start timeout (24 h) applies
+	f.send(f.progress("d1", 20))
+	f.tick(119 * time.Minute)
+	f.reconcile()
+	wantStatus(t, f.job("d1"), ota.JobInProgress, "")
+	f.tick(time.Minute)
+	f.reconcile()
+	wantStatus(t, f.job("d1"), ota.JobFailed, "timed out at step 20")
+}
+
+func TestBatchCancel(t *testing.T) {
+	f := newFleet(t)
+	fw := f.verified("2.0.0", "1.0.0")
+	f.devices(10, "d", "1.0.0")
+	task := f.mustTask(ota.BatchSpec{Firmware: fw.ID, FromVersions: []string{"1.0.0"},
+		Controls: ota.TaskControls{MaxConcurrent: 3}})
+	pushed := f.reconcile()
+	f.send(f.progress(pushed[0], 50))
+	f.update(func(tx ota.Tx) error {
+		_, err := ota.CancelTask(tx, task.ID, f.env())
+		return err
+	})
+	got := f.task(task.ID)
+	if got.Status != ota.TaskCanceled || got.Counts.Canceled != 9 || got.Counts.InProgress != 1 {
+		t.Fatalf("canceled task = %s %+v, want 9 canceled, 1 in progress", got.Status, got.Counts)
+	}
+	if n := len(f.reconcile()); n != 0 {
+		t.Fatalf("pushed %d after cancel", n)
+	}
+	// A canceled device is free for the next task.
+	if j := f.job(pushed[1]); j.Status != ota.JobCanceled {
+		t.Fatalf("pushed, unstarted job after cancel = %s, want canceled", j.Status)
+	}
+}
+
+func TestBatchIncrementalJoin(t *testing.T) {
+	f := newFleet(t)
+	fw := f.verified("2.0.0", "1.0.0")
+	f.devices(1, "d", "1.0.0")
+	task := f.mustTask(ota.BatchSpec{Firmware: fw.ID, FromVersions: []string{"1.0.0"},
+		Controls: ota.TaskControls{Incremental: true}})
+	f.reconcile()
+	f.send(f.progress("d1", 100), f.inform("d1", "2.0.0"))
+	f.reconcile()
+	if got := f.task(task.ID); got.Status != ota.TaskRunning {
+		t.Fatalf("incremental task = %s after its jobs finished, want running", got.Status)
+	}
+	f.send(f.inform("late", "1.0.0"), f.inform("other", "0.5.0"))
+	if pushed := f.reconcile(); len(pushed) != 1 || pushed[0] != "late" {
+		t.Fatalf("pushed %v, want the device that reported a source version", pushed)
+	}
+	if got := f.task(task.ID); got.Counts.Targets != 2 {
+		t.Fatalf("targets = %d, want 2", got.Counts.Targets)
+	}
+}
+
+func TestBatchRefusesSecondRunningTask(t *testing.T) {
+	f := newFleet(t)
+	fw := f.verified("2.0.0", "1.0.0")
+	f.devices(2, "d", "1.0.0")
+	f.mustTask(ota.BatchSpec{Firmware: fw.ID, Devices: []string{"d1"}})
+	_, err := f.createTask(ota.BatchSpec{Firmware: fw.ID, Devices: []string{"d2"}})
+	if ota.KindOf(err) != ota.KindRefused || !strings.Contains(err.Error(), "already has a running batch task task-1") {
+		t.Fatalf("second task: err = %v, want refusal naming task-1", err)
+	}
+}

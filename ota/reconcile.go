@@ -1,0 +1,387 @@
+package ota
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// expireEvery is how often a task's jobs in flight are checked for their
+// timeouts: they are counted in minutes and hours, and a task without a
+// concurrency limit may have every device in flight.
+const expireEvery = 2 * time.Second
+
+// maxFailureReasons bounds the failure tally of a task; rarer reasons are
+// counted under "other".
+const maxFailureReasons = 50
+
+// ReconcileTasks advances every running task one step: it applies timeouts
+// to the jobs in flight, the abort rule, and dispatches the queued jobs that
+// the rate and concurrency controls allow (their pushes go to the outbox),
+// then completes tasks that have nothing left to do. Every otactl command
+// that receives device messages runs it.
+func ReconcileTasks(tx Tx, env Env) error {
+	running, err := RunningTasks(tx)
+	if err != nil {
+		return err
+	}
+	w := newWork(tx, env)
+	for _, id := range running {
+		t, err := w.task(id)
+		if err != nil {
+			return err
+		}
+		if err := w.reconcile(t); err != nil {
+			return err
+		}
+	}
+	return w.finish()
+}
+
+// RunningTasks returns the IDs of the running tasks, oldest first.
+func RunningTasks(tx Tx) ([]string, error) {
+	var running []string
+	err := tx.EachTask(func(t *Task) error {
+		if t.Status == TaskRunning {
+			running = append(running, t.ID)
+		}
+		return nil
+	})
+	return running, err
+}
+
+func (w *work) reconcile(t *Task) error {
+	if err := w.expireTask(t); err != nil {
+		return err
+	}
+	if t.Status != TaskRunning {
+		return nil // the abort rule stopped it
+	}
+	if err := w.dispatch(t); err != nil {
+		return err
+	}
+	c := t.Counts
+	if c.Queued == 0 && c.Pushed == 0 && c.InProgress == 0 && !t.Controls.Incremental {
+		return w.finishTask(t, TaskCompleted, "")
+	}
+	return nil
+}
+
+// expireTask fails the jobs in flight whose time is up: an in-progress job
+// Timeout after its first progress report, a pushed job that never started
+// StartTimeout after its latest push.
+func (w *work) expireTask(t *Task) error {
+	now := w.env.now()
+	if now.Sub(t.CheckedAt) < expireEvery {
+		return nil
+	}
+	t.CheckedAt = now
+	w.touch(t)
+	var due []*Job
+	err := w.tx.SetEach(taskFlight(t.ID), "", func(m string) error {
+		j, err := w.tx.Job(memberJob(m))
+		if err != nil || j == nil {
+			return err
+		}
+		switch {
+		case j.Status == JobInProgress && now.Sub(j.StartedAt) >= time.Duration(t.Controls.Timeout):
+			due = append(due, j)
+		case j.Status == JobToBeUpgraded && !j.PushedAt.IsZero() &&
+			now.Sub(j.PushedAt) >= time.Duration(t.Controls.StartTimeout):
+			due = append(due, j)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, j := range due {
+		if err := w.expireJob(j); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *work) expireJob(j *Job) error {
+	d, err := w.tx.Device(j.ProductKey, j.DeviceKey)
+	if err != nil {
+		return err
+	}
+	if d == nil {
+		d = &Device{ProductKey: j.ProductKey, DeviceKey: j.DeviceKey}
+	}
+	prev := j.Status
+	if err := w.saveJob(d, j, prev, nil, jobTimeout(j, w.env.now())); err != nil {
+		return err
+	}
+	return w.tx.PutDevice(d)
+}
+
+// dispatch moves as many queued jobs into flight as the controls allow and
+// queues their pushes.
+func (w *work) dispatch(t *Task) error {
+	c, now := t.Controls, w.env.now()
+	n := t.Counts.Queued
+	if c.MaxConcurrent > 0 {
+		n = min(n, c.MaxConcurrent-t.Counts.Pushed-t.Counts.InProgress)
+	}
+	if c.Rate > 0 {
+		t.Tokens = min(rateBurst(c.Rate), t.Tokens+now.Sub(t.TokensAt).Minutes()*float64(c.Rate))
+		t.TokensAt = now
+		w.touch(t)
+		n = min(n, int(t.Tokens))
+	}
+	if n <= 0 {
+		return nil
+	}
+	var members []string
+	err := w.tx.SetEach(taskQueue(t.ID), "", func(m string) error {
+		members = append(members, m)
+		if len(members) == n {
+			return errStop
+		}
+		return nil
+	})
+	if err != nil && err != errStop {
+		return err
+	}
+	for _, m := range members {
+		if err := w.dispatchJob(t, m, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *work) dispatchJob(t *Task, m string, now time.Time) error {
+	j, err := w.tx.Job(memberJob(m))
+	if err != nil {
+		return err
+	}
+	if err := w.tx.SetRemove(taskQueue(t.ID), m); err != nil {
+		return err
+	}
+	if j == nil || j.Status != JobToBeUpgraded {
+		return nil // a stale member: nothing to push
+	}
+	if err := w.tx.SetAdd(taskFlight(t.ID), m); err != nil {
+		return err
+	}
+	j.DispatchedAt = now
+	t.Counts.Queued--
+	t.Counts.Pushed++
+	t.Counts.PeakInFlight = max(t.Counts.PeakInFlight, t.Counts.Pushed+t.Counts.InProgress)
+	if t.Controls.Rate > 0 {
+		t.Tokens--
+	}
+	w.touch(t)
+	return queuePush(w.tx, j, w.env)
+}
+
+// taskJobChanged keeps a task's counts and sets in step with one of its
+// jobs, retries a failed job while attempts remain, and applies the abort
+// rule. prev is the job's status before the change.
+func (w *work) taskJobChanged(d *Device, j *Job, prev JobStatus) error {
+	t, err := w.task(j.TaskID)
+	if err != nil {
+		return err
+	}
+	c := &t.Counts
+	switch prev {
+	case JobToBeUpgraded:
+		if j.DispatchedAt.IsZero() {
+			c.Queued--
+		} else {
+			c.Pushed--
+		}
+	case JobInProgress:
+		c.InProgress--
+	case JobFailed:
+		c.Failed-- // a late report of the target corrected it
+	case JobCanceled, JobSucceeded:
+		return nil
+	}
+	w.touch(t)
+	if j.Status.Active() {
+		c.InProgress++ // to-be-upgraded never comes back
+		return nil
+	}
+	m := jobMember(j.ID)
+	if err := w.tx.SetRemove(taskQueue(t.ID), m); err != nil {
+		return err
+	}
+	if err := w.tx.SetRemove(taskFlight(t.ID), m); err != nil {
+		return err
+	}
+	switch j.Status {
+	case JobSucceeded:
+		c.Succeeded++
+	case JobCanceled:
+		c.Canceled++
+		return nil
+	case JobFailed:
+		if err := w.jobFailed(t, d, j); err != nil {
+			return err
+		}
+	}
+	return w.checkAbort(t)
+}
+
+// jobFailed retries a failed job while its task runs and attempts remain,
+// and otherwise counts the failure and applies the abort rule.
+func (w *work) jobFailed(t *Task, d *Device, j *Job) error {
+	if t.Status == TaskRunning && j.Attempt <= t.Controls.Retries && d.ActiveJob == "" {
+		f, err := w.tx.Firmware(t.FirmwareID)
+		if err != nil || f == nil {
+			return err
+		}
+		t.Counts.Retried++
+		t.Counts.Queued++
+		return enqueueJob(w.tx, t, f, d, j.Attempt+1, w.env.now())
+	}
+	t.Counts.Failed++
+	if t.Failures == nil {
+		t.Failures = map[string]int{}
+	}
+	reason := j.Reason
+	if _, known := t.Failures[reason]; !known && len(t.Failures) >= maxFailureReasons {
+		reason = "other"
+	}
+	t.Failures[reason]++
+	return nil
+}
+
+// checkAbort stops a running task whose failure rate among finished jobs
+// passed its threshold: no more pushes, queued jobs canceled, jobs already
+// pushed left to run to their end.
+func (w *work) checkAbort(t *Task) error {
+	c := t.Controls
+	finished := t.Counts.Succeeded + t.Counts.Failed
+	if t.Status != TaskRunning || c.AbortFailureRate <= 0 || finished == 0 ||
+		finished < c.AbortMinFinished {
+		return nil
+	}
+	rate := float64(t.Counts.Failed) / float64(finished)
+	if rate <= c.AbortFailureRate {
+		return nil
+	}
+	reason := fmt.Sprintf("failure rate %.1f%% passed %.1f%% after %d finished jobs",
+		rate*100, c.AbortFailureRate*100, finished)
+	return w.finishTask(t, TaskAborted, reason)
+}
+
+// CancelTask cancels a running task: its jobs still To be upgraded are
+// canceled, in-progress jobs run to their end.
+func CancelTask(tx Tx, id string, env Env) (*Task, error) {
+	w := newWork(tx, env)
+	t, err := tx.Task(id)
+	if err != nil {
+		return nil, err
+	}
+	if t == nil {
+		return nil, Invalid("batch task %q not found", id).WithHint("otactl batch-upgrade list")
+	}
+	if t.Status != TaskRunning {
+		return nil, Refused("batch task %s is %s already", t.ID, t.Status)
+	}
+	w.tasks[t.ID] = t
+	if err := w.cancelPending(t, taskFlight(t.ID), "task canceled"); err != nil {
+		return nil, err
+	}
+	if err := w.finishTask(t, TaskCanceled, "canceled by user"); err != nil {
+		return nil, err
+	}
+	return t, w.finish()
+}
+
+// finishTask gives a task its final status, canceling the jobs still
+// queued, and records it.
+func (w *work) finishTask(t *Task, status TaskStatus, reason string) error {
+	if err := w.cancelPending(t, taskQueue(t.ID), "task "+string(status)); err != nil {
+		return err
+	}
+	now := w.env.now()
+	t.Status, t.Reason, t.FinishedAt = status, reason, now
+	w.touch(t)
+	detail := fmt.Sprintf("%d succeeded, %d failed, %d canceled", t.Counts.Succeeded,
+		t.Counts.Failed, t.Counts.Canceled)
+	if reason != "" {
+		detail = reason + ": " + detail
+	}
+	return w.tx.AppendEvent(&Event{Time: now, Subject: "task/" + t.ID, Action: string(status),
+		Detail: detail})
+}
+
+// cancelPending cancels the set's jobs that are still To be upgraded.
+func (w *work) cancelPending(t *Task, set, reason string) error {
+	var members []string
+	if err := w.tx.SetEach(set, "", func(m string) error {
+		members = append(members, m)
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, m := range members {
+		j, err := w.tx.Job(memberJob(m))
+		if err != nil {
+			return err
+		}
+		if j == nil || j.Status != JobToBeUpgraded {
+			continue
+		}
+		d, err := w.tx.Device(j.ProductKey, j.DeviceKey)
+		if err != nil {
+			return err
+		}
+		if d == nil {
+			d = &Device{ProductKey: j.ProductKey, DeviceKey: j.DeviceKey}
+		}
+		j.Status, j.Reason, j.FinishedAt = JobCanceled, reason, w.env.now()
+		if err := w.saveJob(d, j, JobToBeUpgraded, nil, reason); err != nil {
+			return err
+		}
+		if err := w.tx.PutDevice(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// joinTasks adds a device that reported a source version to the running
+// incremental task of its product that takes that version, if any.
+func (w *work) joinTasks(d *Device) error {
+	if d.ActiveJob != "" {
+		return nil
+	}
+	if w.joins == nil {
+		w.joins = map[string][]*Task{}
+		if err := w.tx.EachTask(func(t *Task) error {
+			if t.Status == TaskRunning && t.Controls.Incremental {
+				w.joins[t.ProductKey] = append(w.joins[t.ProductKey], t)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	for _, cached := range w.joins[d.ProductKey] {
+		t, err := w.task(cached.ID)
+		if err != nil {
+			return err
+		}
+		if t.Status != TaskRunning || SameVersion(d.Version, t.TargetVersion) ||
+			!slices.ContainsFunc(t.FromVersions, func(v string) bool { return SameVersion(v, d.Version) }) {
+			continue
+		}
+		f, err := w.tx.Firmware(t.FirmwareID)
+		if err != nil || f == nil {
+			return err
+		}
+		t.Counts.Targets++
+		t.Counts.Queued++
+		w.touch(t)
+		return enqueueJob(w.tx, t, f, d, 1, w.env.now())
+	}
+	return nil
+}

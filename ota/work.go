@@ -1,0 +1,59 @@
+package ota
+
+// work is one transaction's worth of rule applications. It carries the
+// transaction and the clock, and keeps what is cheaper done once per batch
+// of device messages than once per message: settling the rounds whose jobs
+// changed, and writing back the tasks whose counts changed.
+type work struct {
+	tx     Tx
+	env    Env
+	rounds map[string]bool    // rounds to settle
+	tasks  map[string]*Task   // tasks read in this transaction, by ID
+	dirty  map[string]bool    // tasks to write back
+	joins  map[string][]*Task // running incremental tasks by product, loaded once
+}
+
+func newWork(tx Tx, env Env) *work {
+	return &work{tx: tx, env: env, rounds: map[string]bool{}, tasks: map[string]*Task{},
+		dirty: map[string]bool{}}
+}
+
+// task reads a task once per transaction; changes to it are written back by
+// finish when marked with touch.
+func (w *work) task(id string) (*Task, error) {
+	if t, ok := w.tasks[id]; ok {
+		return t, nil
+	}
+	t, err := w.tx.Task(id)
+	if err != nil {
+		return nil, err
+	}
+	if t == nil {
+		return nil, Errorf(KindInternal, "task %s does not exist", id)
+	}
+	w.tasks[id] = t
+	return t, nil
+}
+
+func (w *work) touch(t *Task) {
+	t.UpdatedAt = w.env.now()
+	w.tasks[t.ID] = t
+	w.dirty[t.ID] = true
+}
+
+// finish settles the rounds and writes back the tasks this work changed.
+func (w *work) finish() error {
+	for id := range w.rounds {
+		if err := settleRound(w.tx, id, w.env); err != nil {
+			return err
+		}
+	}
+	for id := range w.dirty {
+		if err := w.tx.PutTask(w.tasks[id]); err != nil {
+			return err
+		}
+	}
+	clear(w.rounds)
+	clear(w.dirty)
+	return nil
+}

@@ -45,8 +45,12 @@ max_queued_messages, 1000 by default) bounds what is kept between runs.`,
 			}
 			received, rejected := l.received.Load(), l.rejected.Load()
 			if app.Settings.JSON {
-				return writeJSON(app.IO.Out, map[string]any{"broker": app.Settings.Broker,
-					"messages": received, "rejected": rejected, "devices": devices})
+				doc := map[string]any{"broker": app.Settings.Broker,
+					"messages": received, "rejected": rejected, "devices": devices}
+				if l.agent != nil {
+					doc["agent"] = l.agent.Holder
+				}
+				return writeJSON(app.IO.Out, doc)
 			}
 			app.infof("synced with %s: %d messages recorded (%d rejected), %d devices known",
 				app.Settings.Broker, received, rejected, devices)

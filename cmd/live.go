@@ -19,14 +19,20 @@ const drainTimeout = 60 * time.Second
 // once: pipelining is five times faster than waiting for each (DESIGN.md 10).
 const pushWindow = 256
 
-// live is a command's connection to the fleet: the state file, held for the
-// whole command so that no other process uses the same MQTT client id, and
-// the persistent session through which device messages are recorded as
-// they arrive.
+// live is a command's connection to the fleet. On its own, a command holds
+// the state file for its whole run, so that no other process uses the same
+// MQTT client id, and records device messages through the persistent
+// session as they arrive. Beside a live agent, which holds the receiving
+// session, it opens the state file only for each short transaction, leaves
+// receiving to the agent, and publishes its pushes with a client of its own.
 type live struct {
-	app  *App
-	st   *state.Store
-	sess *transport.Session
+	app      *App
+	st       ota.Store          // the held state file, or short opens beside an agent
+	held     *state.Store       // nil beside an agent
+	sess     *transport.Session // the receiving session; nil beside an agent
+	pub      pusher             // where pushes go
+	agent    *ota.Lease         // the agent that receives for us, if any
+	closePub func()             // closes the publish-only client beside an agent
 
 	received, rejected atomic.Int64 // device messages recorded by this command
 
@@ -36,20 +42,38 @@ type live struct {
 	done    chan struct{}
 }
 
+// pusher sends upgrade commands pipelined: a transport.Session or, beside an
+// agent, a publish-only transport.Client.
+type pusher interface {
+	PushAll(ctx context.Context, pushes []*ota.Push, window int, sent func(*ota.Push)) error
+}
+
 // openLive opens the state file and the broker session, and records
-// everything the broker queued for otactl since its last run.
+// everything the broker queued for otactl since its last run. Beside a live
+// agent it connects only to publish.
 func (a *App) openLive() (*live, error) {
 	st, err := a.openStore()
 	if err != nil {
 		return nil, err
 	}
-	l := &live{app: a, st: st, kick: make(chan struct{}, 1), done: make(chan struct{})}
-	cfg := a.brokerConfig()
-	l.sess, err = transport.Open(a.Context, cfg, l.apply)
-	if err != nil {
+	var lease *ota.Lease
+	if err := st.View(func(tx ota.Tx) error {
+		lease, err = tx.Lease()
+		return err
+	}); err != nil {
 		st.Close()
 		return nil, err
 	}
+	if lease.Live(a.Now()) {
+		st.Close()
+		return a.openBesideAgent(lease)
+	}
+	l := &live{app: a, st: st, held: st, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	if l.sess, err = transport.Open(a.Context, a.brokerConfig(), l.apply); err != nil {
+		st.Close()
+		return nil, err
+	}
+	l.pub = l.sess
 	ctx, cancel := context.WithTimeout(a.Context, drainTimeout)
 	defer cancel()
 	if err := l.sess.Drain(ctx); err != nil {
@@ -57,10 +81,31 @@ func (a *App) openLive() (*live, error) {
 		st.Close()
 		return nil, err
 	}
-	bg, stop := context.WithCancel(a.Context)
+	return l.start()
+}
+
+// openBesideAgent is openLive when an agent holds the receiving session.
+func (a *App) openBesideAgent(lease *ota.Lease) (*live, error) {
+	cfg := a.brokerConfig()
+	cfg.ClientID = "" // never the agent's: a broker disconnects the older of two
+	pub, err := transport.Dial(a.Context, cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	a.infof("agent %s is receiving device messages; following its records", lease.Holder)
+	l := &live{app: a, st: a.shortStore(), pub: pub, closePub: pub.Close, agent: lease}
+	if err := l.advance(a.Context); err != nil {
+		l.close()
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *live) start() (*live, error) {
+	bg, stop := context.WithCancel(l.app.Context)
 	l.stop = stop
 	go l.pushLoop(bg)
-	if err := l.advance(a.Context); err != nil {
+	if err := l.advance(l.app.Context); err != nil {
 		l.close()
 		return nil, err
 	}
@@ -137,6 +182,9 @@ const flushChunk = 5000
 func (l *live) flush(ctx context.Context) error {
 	l.flushMu.Lock()
 	defer l.flushMu.Unlock()
+	if l.pub == nil {
+		return nil // an agent between two sessions: the next tick sends them
+	}
 	for {
 		var send, stale []*ota.Push
 		if err := l.view(func(tx ota.Tx) error {
@@ -168,7 +216,7 @@ func (l *live) flush(ctx context.Context) error {
 func (l *live) send(ctx context.Context, pushes []*ota.Push) error {
 	var mu sync.Mutex
 	var sent []*ota.Push
-	err := l.sess.PushAll(ctx, pushes, pushWindow, func(p *ota.Push) {
+	err := l.pub.PushAll(ctx, pushes, pushWindow, func(p *ota.Push) {
 		mu.Lock()
 		sent = append(sent, p)
 		mu.Unlock()
@@ -231,6 +279,13 @@ func (l *live) close() {
 		l.stop()
 		<-l.done
 	}
-	l.sess.Close()
-	l.st.Close()
+	if l.sess != nil {
+		l.sess.Close()
+	}
+	if l.closePub != nil {
+		l.closePub()
+	}
+	if l.held != nil {
+		l.held.Close()
+	}
 }

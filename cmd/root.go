@@ -78,6 +78,9 @@ docs/exit-codes.md: 0 ok, 1 unexpected, 2 invalid input, 3 refused by a rule,
 		newVersionCmd(app),
 		newVerifyCmd(app),
 		newBatchCmd(app),
+		newAgentCmd(app),
+		newServeFilesCmd(app),
+		newHistoryCmd(app),
 	)
 	addDeviceCommands(root, app)
 	return root

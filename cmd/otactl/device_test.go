@@ -21,9 +21,14 @@ var deviceMsgID atomic.Int64
 //	device [-retain] <pk> <dk> inform <version>
 //	device [-retain] <pk> <dk> progress <step> [jobId]
 //	device publish <topic> <payload>
+//	device ask <pk> <dk>     (getversion; prints the reply)
 func cmdDevice(ts *testscript.TestScript, neg bool, args []string) {
 	if neg {
 		ts.Fatalf("device does not take !")
+	}
+	if len(args) == 3 && args[0] == "ask" {
+		deviceAsk(ts, args[1], args[2])
+		return
 	}
 	retain := len(args) > 0 && args[0] == "-retain"
 	if retain {
@@ -33,6 +38,44 @@ func cmdDevice(ts *testscript.TestScript, neg bool, args []string) {
 	if err != nil {
 		ts.Fatalf("%v", err)
 	}
+	c := deviceClient(ts)
+	defer c.Disconnect(50)
+	tok := c.Publish(topic, 1, retain, payload)
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		ts.Fatalf("device: publish to %s: %v", topic, tok.Error())
+	}
+}
+
+// deviceAsk sends a getversion request as the device and prints otactl's
+// reply.
+func deviceAsk(ts *testscript.TestScript, pk, dk string) {
+	c := deviceClient(ts)
+	defer c.Disconnect(50)
+	replies := make(chan []byte, 1)
+	topic := transport.DeviceTopic(pk, dk, transport.SuffixGetVersion)
+	tok := c.Subscribe(transport.ReplyTopic(topic), 1, func(_ mqtt.Client, m mqtt.Message) {
+		select {
+		case replies <- m.Payload():
+		default:
+		}
+	})
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		ts.Fatalf("device ask: subscribe: %v", tok.Error())
+	}
+	id := fmt.Sprint(deviceMsgID.Add(1))
+	pub := c.Publish(topic, 1, false, transport.EncodeRequest(id, transport.MethodGetVersion, nil))
+	if !pub.WaitTimeout(10*time.Second) || pub.Error() != nil {
+		ts.Fatalf("device ask: publish: %v", pub.Error())
+	}
+	select {
+	case b := <-replies:
+		fmt.Fprintf(ts.Stdout(), "%s\n", b)
+	case <-time.After(20 * time.Second):
+		ts.Fatalf("device ask: no reply on %s within 20s", transport.ReplyTopic(topic))
+	}
+}
+
+func deviceClient(ts *testscript.TestScript) mqtt.Client {
 	opts := mqtt.NewClientOptions().AddBroker(ts.Getenv("OTACTL_BROKER")).
 		SetClientID(fmt.Sprintf("script-device-%d", time.Now().UnixNano()%1e9)).
 		SetCleanSession(true).SetConnectTimeout(5 * time.Second)
@@ -40,11 +83,7 @@ func cmdDevice(ts *testscript.TestScript, neg bool, args []string) {
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		ts.Fatalf("device: connect to %s: %v", ts.Getenv("OTACTL_BROKER"), tok.Error())
 	}
-	defer c.Disconnect(50)
-	tok := c.Publish(topic, 1, retain, payload)
-	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		ts.Fatalf("device: publish to %s: %v", topic, tok.Error())
-	}
+	return c
 }
 
 func deviceMessage(args []string) (topic string, payload []byte, err error) {

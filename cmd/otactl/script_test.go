@@ -55,6 +55,9 @@ func TestScripts(t *testing.T) {
 			"broker":     cmdBroker,
 			"eventually": cmdEventually,
 			"device":     cmdDevice,
+			"freeport":   cmdFreePort,
+			"fetch":      cmdFetch,
+			"termagent":  cmdTermAgent,
 			"sleep": func(ts *testscript.TestScript, _ bool, args []string) {
 				d, err := time.ParseDuration(args[0])
 				ts.Check(err)

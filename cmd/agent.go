@@ -67,6 +67,7 @@ func runAgent(app *App, o agentOptions) error {
 	if err != nil {
 		return err
 	}
+	app.Log = log // the session's connection events and per-batch traces too
 	host, _ := os.Hostname()
 	me := &ota.Lease{Holder: fmt.Sprintf("%s:%d", host, os.Getpid()), Host: host, PID: os.Getpid(),
 		Tick: ota.Duration(o.tick)}

@@ -143,6 +143,7 @@ func (l *live) apply(reports []ota.Report) ([]ota.Reply, error) {
 		return err
 	})
 	if err == nil {
+		l.app.Log.Debug("recorded device messages", "count", len(reports), "replies", len(replies))
 		l.received.Add(int64(len(reports)))
 		for i := range reports {
 			if reports[i].Invalid != "" {

@@ -109,7 +109,7 @@ func runBatch(app *App, o *batchOptions) error {
 		return err
 	}
 	app.infof("created batch task %s: %d devices to %s (skipped: %s)", task.ID, task.Counts.Targets,
-		task.TargetVersion, skippedLine(task.Skipped))
+		task.TargetVersion, ota.CountSummary(task.Skipped))
 	if err := l.advance(app.Context); err != nil {
 		return err
 	}

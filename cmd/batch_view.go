@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,27 +30,6 @@ func limitNote(maxConcurrent int) string {
 	return " (limit " + itoa(maxConcurrent) + ")"
 }
 
-func skippedLine(skipped map[string]int) string {
-	if len(skipped) == 0 {
-		return "none"
-	}
-	var parts []string
-	for _, r := range slices.Sorted(mapsKeys(skipped)) {
-		parts = append(parts, fmt.Sprintf("%d %s", skipped[r], r))
-	}
-	return strings.Join(parts, ", ")
-}
-
-func mapsKeys(m map[string]int) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
-}
-
 // printTask prints a task: its settings, counts and failure reasons.
 func (a *App) printTask(t *ota.Task) error {
 	if a.Settings.JSON {
@@ -65,7 +43,7 @@ func (a *App) printTask(t *ota.Task) error {
 			"%d pushed, %d queued, %d retried)", c.Targets, c.Succeeded, c.Failed, c.Canceled,
 			c.InProgress, c.Pushed, c.Queued, c.Retried),
 		"peak in flight", itoa(c.PeakInFlight)+limitNote(t.Controls.MaxConcurrent),
-		"skipped", skippedLine(t.Skipped), "failures", skippedLine(t.Failures),
+		"skipped", ota.CountSummary(t.Skipped), "failures", ota.CountSummary(t.Failures),
 		"created", timeCell(t.CreatedAt, false, a.Now()), "finished", timeCell(t.FinishedAt, false, a.Now()))
 	return err
 }
@@ -106,7 +84,7 @@ func (a *App) printPlan(p *ota.BatchPlan, c ota.TaskControls) error {
 	if len(p.Uncovered) > 0 {
 		fmt.Fprintf(w, "not covered by the verification (allowed): %s\n", strings.Join(p.Uncovered, ", "))
 	}
-	fmt.Fprintf(w, "skipped: %s\n", skippedLine(p.Skipped))
+	fmt.Fprintf(w, "skipped: %s\n", ota.CountSummary(p.Skipped))
 	for _, s := range p.Examples {
 		line := fmt.Sprintf("  %s (%s): %s", s.DeviceKey, s.Version, s.Reason)
 		if s.Detail != "" {

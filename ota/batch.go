@@ -2,6 +2,7 @@ package ota
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -266,7 +267,7 @@ func checkCoverage(tx Tx, f *Firmware, spec BatchSpec, p *BatchPlan) error {
 // dispatches jobs as the controls allow.
 func CreateTask(tx Tx, p *BatchPlan, spec BatchSpec, env Env) (*Task, error) {
 	if p.Targets == 0 {
-		return nil, Refused("no device to upgrade to %s: %s", p.Firmware.Version, skipSummary(p.Skipped))
+		return nil, Refused("no device to upgrade to %s: %s", p.Firmware.Version, CountSummary(p.Skipped))
 	}
 	if err := ValidateControls(&spec.Controls); err != nil {
 		return nil, err
@@ -299,7 +300,7 @@ func CreateTask(tx Tx, p *BatchPlan, spec BatchSpec, env Env) (*Task, error) {
 		return nil, err
 	}
 	detail := fmt.Sprintf("batch task %s to %s created with %d jobs (%s skipped)",
-		t.ID, f.Version, p.Targets, skipSummary(p.Skipped))
+		t.ID, f.Version, p.Targets, CountSummary(p.Skipped))
 	if err := tx.AppendEvent(&Event{Time: now, Subject: "task/" + t.ID, Action: "created",
 		Detail: detail}); err != nil {
 		return nil, err
@@ -326,25 +327,17 @@ func enqueueJob(tx Tx, t *Task, f *Firmware, d *Device, attempt int, now time.Ti
 	return tx.SetAdd(taskQueue(t.ID), jobMember(j.ID))
 }
 
-func skipSummary(skipped map[string]int) string {
-	if len(skipped) == 0 {
+// CountSummary writes tallies by reason as "2 downgrade, 5 already on
+// target", in the reasons' order; "none" when there are none.
+func CountSummary(counts map[string]int) string {
+	if len(counts) == 0 {
 		return "none"
 	}
 	var parts []string
-	for _, reason := range slices.Sorted(mapKeys(skipped)) {
-		parts = append(parts, fmt.Sprintf("%d %s", skipped[reason], reason))
+	for _, reason := range slices.Sorted(maps.Keys(counts)) {
+		parts = append(parts, fmt.Sprintf("%d %s", counts[reason], reason))
 	}
 	return strings.Join(parts, ", ")
-}
-
-func mapKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // The sets that index a task's jobs: those waiting for their turn, and those

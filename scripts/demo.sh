@@ -175,7 +175,10 @@ for attempt in $(seq 20); do
   port_in_use "$port" && continue
   start_broker "$port" && break
 done
-[ -n "$broker_pid" ] || die "could not start mosquitto; see $tmp/mosquitto/mosquitto.log (KEEP=1 keeps it)"
+if [ -z "$broker_pid" ]; then
+  sed "s/^/   mosquitto: /" "$tmp/mosquitto/mosquitto.log" >&2
+  die "could not start mosquitto on a free loopback port"
+fi
 show "$mosquitto -c $tmp/mosquitto/mosquitto.conf &"
 note "listening on 127.0.0.1:$port, config, persistence and log in $tmp/mosquitto"
 
@@ -219,7 +222,9 @@ show "otactl sync --json   # repeated until it reports 7 devices"
 devices=0
 for i in $(seq 30); do
   for pid in "${sim_pids[@]}"; do
-    kill -0 "$pid" 2>/dev/null || die "a simulator exited early; see $tmp/sim-*.log (KEEP=1 keeps them)"
+    kill -0 "$pid" 2>/dev/null && continue
+    tail -n 5 "$tmp"/sim-*.log >&2
+    die "a simulator exited early"
   done
   devices=$(otactl sync --json | sed -n 's/.*"devices": *\([0-9]*\).*/\1/p')
   [ "${devices:-0}" -ge 7 ] && break

@@ -34,16 +34,19 @@ when a source version among the targets was not upgraded from successfully in
 the verification (--allow-unverified-source overrides).
 
 Devices already on the target, busy with another job, on a newer version
-(unless --allow-downgrade) or unknown are skipped and reported. --dry-run
+(unless --allow-downgrade), with no version reported, or (when named one by
+one) not on a chosen source version are skipped and reported. --dry-run
 prints the plan and changes nothing.
 
 The rollout keeps at most --max-concurrent jobs pushed and unfinished, pushes
-at most --rate per minute, fails a job that has not finished --timeout after
-its first progress report (or not started --start-timeout after its push),
-retries failed jobs --retries times, and aborts once more than
---abort-failure-rate of --abort-min-finished finished jobs failed. It advances
-whenever otactl receives device messages: run 'batch-upgrade status --wait',
-'sync' from cron, or the agent.`,
+at most --rate per minute (saving up at most 5 seconds' worth while nothing
+advances it), fails a job that has not finished --timeout after its first
+progress report (or not started --start-timeout after its latest push),
+retries failed jobs --retries times as new jobs, and aborts once at least
+--abort-min-finished jobs finished and the share of them that failed exceeds
+--abort-failure-rate. It advances whenever otactl receives device messages:
+keep the agent running, or 'batch-upgrade status --wait'; an occasional
+'sync' from cron advances it one step at a time.`,
 		Example: `  $ otactl batch-upgrade pk1/2.0.0 --from-version 1.0.0 --dry-run
   $ otactl batch-upgrade pk1/2.0.0 --all --max-concurrent 200 --rate 600 --retries 1 \
       --abort-failure-rate 0.05 --abort-min-finished 100
@@ -83,6 +86,9 @@ func runBatch(app *App, o *batchOptions) error {
 	if err := readDevicesFile(app, o); err != nil {
 		return err
 	}
+	if !o.spec.All && len(o.spec.FromVersions) == 0 && len(o.spec.Devices) == 0 {
+		return ota.Invalid("choose the devices: --from-version, --device, --devices-file or --all")
+	}
 	if err := ota.ValidateControls(&o.spec.Controls); err != nil {
 		return err
 	}
@@ -108,7 +114,7 @@ func runBatch(app *App, o *batchOptions) error {
 	if err != nil {
 		return err
 	}
-	app.infof("created batch task %s: %d devices to %s (skipped: %s)", task.ID, task.Counts.Targets,
+	app.infof("created batch task %s: %s to %s (skipped: %s)", task.ID, devices(task.Counts.Targets),
 		task.TargetVersion, ota.CountSummary(task.Skipped))
 	if err := l.advance(app.Context); err != nil {
 		return err
@@ -134,7 +140,14 @@ func runBatchPlan(app *App, o *batchOptions) error {
 	if !found {
 		return ota.Invalid("firmware %q not found: no state file yet at %s", o.spec.Firmware, app.Settings.StatePath)
 	}
-	return app.printPlan(plan, o.spec.Controls)
+	if err := app.printPlan(plan, o.spec.Controls); err != nil {
+		return err
+	}
+	if plan.Targets == 0 { // the real run would be refused: say so the same way
+		return shownError{ota.Refused("no device to upgrade to %s: %s", plan.Firmware.Version,
+			ota.CountSummary(plan.Skipped))}
+	}
+	return nil
 }
 
 // readDevicesFile adds the keys of --devices-file to the spec. One bad key
@@ -238,7 +251,11 @@ func newBatchListCmd(app *App) *cobra.Command {
 				return err
 			}
 			if app.Settings.JSON {
-				return writeJSON(app.IO.Out, tasks)
+				views := make([]taskView, 0, len(tasks))
+				for _, t := range tasks {
+					views = append(views, newTaskView(t))
+				}
+				return writeJSON(app.IO.Out, views)
 			}
 			tb := table{header: []string{"TASK", "FIRMWARE", "TARGET", "STATUS", "JOBS",
 				"SUCCEEDED", "FAILED", "IN FLIGHT", "QUEUED", "CREATED"}}

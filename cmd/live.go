@@ -251,7 +251,7 @@ func (l *live) advance(ctx context.Context) error {
 		if due, err = ota.HasOverdueJobs(tx, l.env()); err != nil {
 			return err
 		}
-		running, err = ota.RunningTasks(tx)
+		running, err = ota.ActiveTasks(tx)
 		return err
 	}); err != nil {
 		return err

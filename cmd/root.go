@@ -3,6 +3,7 @@ package cmd
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -108,6 +109,10 @@ func (a *App) finish(err error) int {
 	if !a.ran && kind == ota.KindInternal {
 		kind = ota.KindInvalid // cobra refused the command line before any command ran
 	}
+	var shown shownError
+	if a.Settings.JSON && errors.As(err, &shown) {
+		return ExitCode(kind) // the command's one JSON document is out already
+	}
 	if a.Settings.JSON || (!a.ran && wantsJSON(a.args)) {
 		doc := map[string]any{"error": map[string]string{"code": kind.String(), "message": err.Error()}}
 		if h := ota.HintOf(err); h != "" {
@@ -124,6 +129,13 @@ func (a *App) finish(err error) int {
 	}
 	return ExitCode(kind)
 }
+
+// shownError is an outcome that the command has already printed as its JSON
+// document (a round or task that waited and failed, say): with --json, finish
+// gives its exit code and prints no second document.
+type shownError struct{ error }
+
+func (e shownError) Unwrap() error { return e.error }
 
 // ExitCode is the process exit code for an error kind.
 func ExitCode(k ota.Kind) int { return int(k) + 1 }

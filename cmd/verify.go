@@ -222,10 +222,14 @@ func runVerifyStatus(app *App, ref string, wait bool, timeout time.Duration) err
 		return err
 	}
 	rep, err = l.waitFor(round, timeout)
-	if rep != nil {
-		if perr := app.printRound(rep); err == nil {
-			err = perr
-		}
+	if rep == nil {
+		return err
 	}
-	return err
+	if perr := app.printRound(rep); perr != nil {
+		return perr
+	}
+	if err != nil {
+		return shownError{err}
+	}
+	return nil
 }

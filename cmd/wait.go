@@ -87,21 +87,22 @@ func (l *live) waitTask(id string, timeout time.Duration) error {
 		idle := c.Queued == 0 && c.Pushed == 0 && c.InProgress == 0
 		return t.Status != ota.TaskRunning || idle, taskProgress(t), nil
 	})
-	if t != nil {
-		if perr := l.app.printTask(t); err == nil {
-			err = perr
-		}
-	}
-	if err != nil || t == nil {
+	if t == nil {
 		return err
 	}
-	switch {
-	case t.Status == ota.TaskAborted:
-		return ota.Errorf(ota.KindJobsFailed, "batch task %s aborted: %s", t.ID, t.Reason)
-	case t.Counts.Failed > 0:
-		return ota.Errorf(ota.KindJobsFailed, "%d of %d jobs failed", t.Counts.Failed, t.Counts.Targets)
+	if perr := l.app.printTask(t); perr != nil {
+		return perr
 	}
-	return nil
+	switch {
+	case err != nil:
+	case t.Status == ota.TaskAborted:
+		err = ota.Errorf(ota.KindJobsFailed, "batch task %s aborted: %s", t.ID, t.Reason)
+	case t.Counts.Failed > 0:
+		err = ota.Errorf(ota.KindJobsFailed, "%d of %d jobs failed", t.Counts.Failed, t.Counts.Targets)
+	default:
+		return nil
+	}
+	return shownError{err}
 }
 
 func taskProgress(t *ota.Task) string {

@@ -125,8 +125,12 @@ func PlanBatch(tx Tx, spec BatchSpec) (*BatchPlan, error) {
 // firmware that has not passed verification.
 func checkGate(tx Tx, f *Firmware, spec BatchSpec) error {
 	if f.Status != FirmwareVerified {
-		return Refused("firmware %s is %s: a batch upgrade needs a firmware that passed verification",
-			f.ID, f.Status).WithHint("otactl verify start %s --from-version ... --device ...", f.ID)
+		err := Refused("firmware %s is %s: a batch upgrade needs a firmware that passed verification",
+			f.ID, f.Status)
+		if f.Status == FirmwareVerifying {
+			return err.WithHint("otactl verify status %s --wait", f.ID)
+		}
+		return err.WithHint("otactl verify start %s --from-version ... --device ...", f.ID)
 	}
 	if f.Verdict != VerdictPassed && !spec.AllowFailedVerification {
 		return Refused("firmware %s failed its verification", f.ID).
@@ -249,9 +253,19 @@ func checkCoverage(tx Tx, f *Firmware, spec BatchSpec, p *BatchPlan) error {
 			}
 		}
 	}
+	sources := make([]string, 0, len(p.Sources))
 	for _, s := range p.Sources {
-		if !slices.ContainsFunc(covered, func(v string) bool { return SameVersion(v, s.Version) }) {
-			p.Uncovered = append(p.Uncovered, s.Version)
+		sources = append(sources, s.Version)
+	}
+	if spec.Controls.Incremental {
+		// Devices on any chosen source version may join later: each must
+		// be covered, whether or not a device reports it now.
+		sources = append(sources, spec.FromVersions...)
+	}
+	for _, v := range dedupe(sources) {
+		if !slices.ContainsFunc(covered, func(c string) bool { return SameVersion(c, v) }) &&
+			!slices.ContainsFunc(p.Uncovered, func(u string) bool { return SameVersion(u, v) }) {
+			p.Uncovered = append(p.Uncovered, v)
 		}
 	}
 	if len(p.Uncovered) == 0 || spec.AllowUnverifiedSource {
@@ -281,7 +295,7 @@ func CreateTask(tx Tx, p *BatchPlan, spec BatchSpec, env Env) (*Task, error) {
 		TargetVersion: f.Version, Status: TaskRunning, Controls: spec.Controls,
 		Counts: TaskCounts{Targets: p.Targets, Queued: p.Targets}, Skipped: p.Skipped,
 		Tokens: rateBurst(spec.Controls.Rate), TokensAt: now, CreatedAt: now, UpdatedAt: now}
-	t.FromVersions = spec.FromVersions
+	t.FromVersions, t.AllowDowngrade = spec.FromVersions, spec.AllowDowngrade
 	if len(t.FromVersions) == 0 {
 		for _, s := range p.Sources {
 			t.FromVersions = append(t.FromVersions, s.Version)
@@ -299,7 +313,7 @@ func CreateTask(tx Tx, p *BatchPlan, spec BatchSpec, env Env) (*Task, error) {
 	if err := tx.PutTask(t); err != nil {
 		return nil, err
 	}
-	detail := fmt.Sprintf("batch task %s to %s created with %d jobs (%s skipped)",
+	detail := fmt.Sprintf("batch task %s to %s created with %d jobs; skipped: %s",
 		t.ID, f.Version, p.Targets, CountSummary(p.Skipped))
 	if err := tx.AppendEvent(&Event{Time: now, Subject: "task/" + t.ID, Action: "created",
 		Detail: detail}); err != nil {

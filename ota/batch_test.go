@@ -416,3 +416,65 @@ func TestBatchRefusesSecondRunningTask(t *testing.T) {
 		t.Fatalf("second task: err = %v, want refusal naming task-1", err)
 	}
 }
+
+// A device that rolls back in an incremental task reports its old, source,
+// version: it must not join the same task again and again.
+func TestBatchIncrementalDoesNotRejoinAFailedDevice(t *testing.T) {
+	f := newFleet(t)
+	fw := f.verified("2.0.0", "1.0.0")
+	f.devices(1, "rb", "1.0.0")
+	task := f.mustTask(ota.BatchSpec{Firmware: fw.ID, FromVersions: []string{"1.0.0"},
+		Controls: ota.TaskControls{Incremental: true, Retries: 1}})
+	for attempt := 1; attempt <= 2; attempt++ {
+		if pushed := f.reconcile(); len(pushed) != 1 {
+			t.Fatalf("attempt %d: pushed %v, want rb1", attempt, pushed)
+		}
+		f.send(f.progress("rb1", 100), f.inform("rb1", "1.0.0"))
+	}
+	if pushed := f.reconcile(); len(pushed) != 0 {
+		t.Fatalf("after the last attempt rolled back: pushed %v, want nothing", pushed)
+	}
+	if got := f.task(task.ID); got.Counts.Failed != 1 || got.Counts.Targets != 1 {
+		t.Fatalf("task counts = %+v, want 1 target failed once after 1 retry", got.Counts)
+	}
+}
+
+// An incremental task takes later devices only from covered source versions
+// and never downgrades without the flag.
+func TestBatchIncrementalKeepsTheGate(t *testing.T) {
+	f := newFleet(t)
+	fw := f.verified("2.0.0", "1.0.0")
+	f.devices(1, "d", "1.0.0")
+	_, err := f.createTask(ota.BatchSpec{Firmware: fw.ID, FromVersions: []string{"1.0.0", "0.9.0"},
+		Controls: ota.TaskControls{Incremental: true}})
+	if ota.KindOf(err) != ota.KindRefused || !strings.Contains(err.Error(), "covered no upgrade from 0.9.0") {
+		t.Fatalf("incremental with an uncovered source nobody reports yet: err = %v", err)
+	}
+	f.mustTask(ota.BatchSpec{Firmware: fw.ID, FromVersions: []string{"1.0.0", "3.0.0"},
+		AllowUnverifiedSource: true, Controls: ota.TaskControls{Incremental: true}})
+	f.reconcile()
+	f.send(f.inform("newer", "3.0.0"))
+	if pushed := f.reconcile(); len(pushed) != 0 {
+		t.Fatalf("a device on 3.0.0 joined a task to 2.0.0 without --allow-downgrade: %v", pushed)
+	}
+}
+
+// The jobs in progress of an aborted task still time out, so that their
+// devices are freed.
+func TestBatchAbortedTaskStillTimesOut(t *testing.T) {
+	f := newFleet(t)
+	fw := f.verified("2.0.0", "1.0.0")
+	f.devices(3, "d", "1.0.0")
+	task := f.mustTask(ota.BatchSpec{Firmware: fw.ID, FromVersions: []string{"1.0.0"},
+		Controls: ota.TaskControls{Timeout: ota.Duration(time.Hour), AbortFailureRate: 0.1,
+			AbortMinFinished: 1}})
+	f.reconcile()
+	f.send(f.progress("d1", 10), f.progress("d2", -2))
+	got := f.task(task.ID)
+	if got.Status != ota.TaskAborted || got.Counts.InProgress != 1 || got.Counts.Canceled != 1 {
+		t.Fatalf("task = %s %+v, want aborted, d1 in progress, d3 canceled", got.Status, got.Counts)
+	}
+	f.tick(time.Hour)
+	f.reconcile()
+	wantStatus(t, f.job("d1"), ota.JobFailed, "timed out at step 10")
+}

@@ -21,7 +21,7 @@ const maxFailureReasons = 50
 // then completes tasks that have nothing left to do. Every otactl command
 // that receives device messages runs it.
 func ReconcileTasks(tx Tx, env Env) error {
-	running, err := RunningTasks(tx)
+	running, err := ActiveTasks(tx)
 	if err != nil {
 		return err
 	}
@@ -38,16 +38,18 @@ func ReconcileTasks(tx Tx, env Env) error {
 	return w.finish()
 }
 
-// RunningTasks returns the IDs of the running tasks, oldest first.
-func RunningTasks(tx Tx) ([]string, error) {
-	var running []string
+// ActiveTasks returns the IDs of the tasks that still have something to do,
+// oldest first: running tasks, and finished ones (aborted, canceled) whose
+// jobs in progress still need their timeouts applied.
+func ActiveTasks(tx Tx) ([]string, error) {
+	var active []string
 	err := tx.EachTask(func(t *Task) error {
-		if t.Status == TaskRunning {
-			running = append(running, t.ID)
+		if t.Status == TaskRunning || t.Counts.InProgress > 0 || t.Counts.Pushed > 0 {
+			active = append(active, t.ID)
 		}
 		return nil
 	})
-	return running, err
+	return active, err
 }
 
 func (w *work) reconcile(t *Task) error {
@@ -286,9 +288,6 @@ func CancelTask(tx Tx, id string, env Env) (*Task, error) {
 		return nil, Refused("batch task %s is %s already", t.ID, t.Status)
 	}
 	w.tasks[t.ID] = t
-	if err := w.cancelPending(t, taskFlight(t.ID), "task canceled"); err != nil {
-		return nil, err
-	}
 	if err := w.finishTask(t, TaskCanceled, "canceled by user"); err != nil {
 		return nil, err
 	}
@@ -298,8 +297,13 @@ func CancelTask(tx Tx, id string, env Env) (*Task, error) {
 // finishTask gives a task its final status, canceling the jobs still
 // queued, and records it.
 func (w *work) finishTask(t *Task, status TaskStatus, reason string) error {
-	if err := w.cancelPending(t, taskQueue(t.ID), "task "+string(status)); err != nil {
-		return err
+	// Nothing more is pushed: queued jobs and pushed ones that have not
+	// started are canceled (a device that starts anyway is recorded, and its
+	// version report still counts); jobs in progress run to their end.
+	for _, set := range []string{taskQueue(t.ID), taskFlight(t.ID)} {
+		if err := w.cancelPending(t, set, "task "+string(status)); err != nil {
+			return err
+		}
 	}
 	now := w.env.now()
 	t.Status, t.Reason, t.FinishedAt = status, reason, now
@@ -374,6 +378,12 @@ func (w *work) joinTasks(d *Device) error {
 			!slices.ContainsFunc(t.FromVersions, func(v string) bool { return SameVersion(v, d.Version) }) {
 			continue
 		}
+		if c, ok := CompareVersions(d.Version, t.TargetVersion); ok && c > 0 && !t.AllowDowngrade {
+			continue
+		}
+		if done, err := hadJobIn(w.tx, d, t); err != nil || done {
+			return err // a device that failed in this task does not join it again
+		}
 		f, err := w.tx.Firmware(t.FirmwareID)
 		if err != nil || f == nil {
 			return err
@@ -384,4 +394,16 @@ func (w *work) joinTasks(d *Device) error {
 		return enqueueJob(w.tx, t, f, d, 1, w.env.now())
 	}
 	return nil
+}
+
+// hadJobIn reports whether the device's last finished job belongs to t.
+func hadJobIn(tx Tx, d *Device, t *Task) (bool, error) {
+	if d.LastJob == "" {
+		return false, nil
+	}
+	j, err := tx.Job(d.LastJob)
+	if err != nil || j == nil {
+		return false, err
+	}
+	return j.TaskID == t.ID, nil
 }

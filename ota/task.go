@@ -47,23 +47,26 @@ type TaskCounts struct {
 // taskFlight): those waiting for their turn, and those pushed and not
 // finished, never by scanning every job.
 type Task struct {
-	ID            string         `json:"id"`
-	FirmwareID    string         `json:"firmwareId"`
-	ProductKey    string         `json:"productKey"`
-	TargetVersion string         `json:"targetVersion"`
-	FromVersions  []string       `json:"fromVersions"`
-	Status        TaskStatus     `json:"status"`
-	Reason        string         `json:"reason,omitempty"` // why it aborted or was canceled
-	Controls      TaskControls   `json:"controls"`
-	Counts        TaskCounts     `json:"counts"`
-	Skipped       map[string]int `json:"skipped,omitempty"`  // devices left out at creation, by reason
-	Failures      map[string]int `json:"failures,omitempty"` // final failures by reason
-	Tokens        float64        `json:"tokens"`             // rate limiter: pushes allowed now
-	TokensAt      time.Time      `json:"tokensAt"`
-	CheckedAt     time.Time      `json:"checkedAt,omitzero"` // timeouts last applied
-	CreatedAt     time.Time      `json:"createdAt"`
-	UpdatedAt     time.Time      `json:"updatedAt"`
-	FinishedAt    time.Time      `json:"finishedAt,omitzero"`
+	ID            string   `json:"id"`
+	FirmwareID    string   `json:"firmwareId"`
+	ProductKey    string   `json:"productKey"`
+	TargetVersion string   `json:"targetVersion"`
+	FromVersions  []string `json:"fromVersions"`
+	// AllowDowngrade lets devices on a newer version join an incremental
+	// task, as it let them into the task at creation.
+	AllowDowngrade bool           `json:"allowDowngrade,omitempty"`
+	Status         TaskStatus     `json:"status"`
+	Reason         string         `json:"reason,omitempty"` // why it aborted or was canceled
+	Controls       TaskControls   `json:"controls"`
+	Counts         TaskCounts     `json:"counts"`
+	Skipped        map[string]int `json:"skipped,omitempty"`  // devices left out at creation, by reason
+	Failures       map[string]int `json:"failures,omitempty"` // final failures by reason
+	Tokens         float64        `json:"tokens"`             // rate limiter: pushes allowed now
+	TokensAt       time.Time      `json:"tokensAt"`
+	CheckedAt      time.Time      `json:"checkedAt,omitzero"` // timeouts last applied
+	CreatedAt      time.Time      `json:"createdAt"`
+	UpdatedAt      time.Time      `json:"updatedAt"`
+	FinishedAt     time.Time      `json:"finishedAt,omitzero"`
 }
 
 // Lease is the record of the agent that holds the receiving session

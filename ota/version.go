@@ -23,7 +23,8 @@ func SameVersion(a, b string) bool {
 
 // CompareVersions orders two versions for spotting downgrades and sorting.
 // Segments split on '.', '-' and '+' are compared left to right, as numbers
-// where both are digits and as text otherwise, so "3.10" is newer than "3.9".
+// where both are digits and as text otherwise, so "3.10" is newer than "3.9";
+// after equal segments, a further textual one marks a pre-release, older.
 // ok is false when either version has no digit at all: then no order is
 // assumed. cmp is -1, 0 or 1 as a is older than, equal to or newer than b.
 func CompareVersions(a, b string) (cmp int, ok bool) {
@@ -40,11 +41,21 @@ func CompareVersions(a, b string) (cmp int, ok bool) {
 	}
 	switch {
 	case len(as) < len(bs):
-		return -1, true
+		return -extraOrder(bs[len(as)]), true
 	case len(as) > len(bs):
-		return 1, true
+		return extraOrder(as[len(bs)]), true
 	}
 	return strings.Compare(a, b), true
+}
+
+// extraOrder orders a version with more segments against its prefix: a
+// numeric segment makes it newer ("2.0.0.1" after "2.0.0"), a textual one
+// marks a pre-release, older ("2.0.0-rc1" before "2.0.0").
+func extraOrder(seg string) int {
+	if isDigits(seg) {
+		return 1
+	}
+	return -1
 }
 
 func compareSegment(a, b string) int {

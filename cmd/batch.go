@@ -78,7 +78,8 @@ keep the agent running, or 'batch-upgrade status --wait'; an occasional
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the plan and change nothing")
 	f.BoolVar(&o.wait, "wait", false, "wait until every job is finished")
 	f.DurationVar(&o.waitTimeout, "wait-timeout", 24*time.Hour, "with --wait, give up after this long (exit 7)")
-	c.AddCommand(newBatchStatusCmd(app), newBatchListCmd(app), newBatchCancelCmd(app))
+	c.AddCommand(newBatchStatusCmd(app), newBatchListCmd(app), newBatchCancelCmd(app),
+		newBatchJobsCmd(app))
 	return c
 }
 

@@ -1,0 +1,86 @@
+package cmd
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/spf13/cobra"
+
+	"github.com/otactl/otactl/ota"
+)
+
+func newBatchJobsCmd(app *App) *cobra.Command {
+	var status string
+	c := &cobra.Command{
+		Use:   "jobs <task> [--status <status>]",
+		Short: "List a batch task's jobs, one row per device and attempt",
+		Long: `List the jobs of a batch task as recorded: device, status, step, description,
+failure reason, attempt and times. It reads the state file only (run sync or
+keep the agent running for fresh records), and prints rows as it reads them,
+so a task over 100,000 devices does not sit in memory.`,
+		Example: `  $ otactl batch-upgrade jobs task-1 --status failed
+  $ otactl batch-upgrade jobs task-1 --json > jobs.json`,
+		Args: oneArg("task"),
+		RunE: func(_ *cobra.Command, args []string) error {
+			switch ota.JobStatus(status) {
+			case "", ota.JobToBeUpgraded, ota.JobInProgress, ota.JobSucceeded, ota.JobFailed, ota.JobCanceled:
+			default:
+				return ota.Invalid("--status %q is not one of to-be-upgraded, in-progress, "+
+					"succeeded, failed, canceled", status)
+			}
+			return runBatchJobs(app, args[0], ota.JobStatus(status))
+		},
+	}
+	c.Flags().StringVar(&status, "status", "", "only jobs in this `status`")
+	return c
+}
+
+func runBatchJobs(app *App, taskID string, status ota.JobStatus) error {
+	out, tty, now := app.IO.Out, app.IO.OutTTY, app.Now()
+	each := func(emit func(*ota.Job) error) error {
+		found, err := app.view(func(tx ota.Tx) error {
+			t, err := tx.Task(taskID)
+			if err != nil {
+				return err
+			}
+			if t == nil {
+				return ota.Invalid("batch task %q not found", taskID).WithHint("otactl batch-upgrade list")
+			}
+			return tx.EachJob(func(j *ota.Job) error {
+				if j.TaskID != taskID || (status != "" && j.Status != status) {
+					return nil
+				}
+				return emit(j)
+			})
+		})
+		if err == nil && !found {
+			err = ota.Invalid("batch task %q not found: no state file yet", taskID)
+		}
+		return err
+	}
+	if app.Settings.JSON {
+		return streamJSONArray(out, func(emit func(any) error) error {
+			return each(func(j *ota.Job) error { return emit(newJobView(j)) })
+		})
+	}
+	t := table{header: []string{"DEVICE", "STATUS", "STEP", "DESCRIPTION", "REASON", "ATTEMPT",
+		"PUSHED", "STARTED", "FINISHED"}}
+	err := each(func(j *ota.Job) error {
+		step := ""
+		if j.Step != nil {
+			step = strconv.Itoa(*j.Step)
+		}
+		row := []string{j.DeviceKey, j.Status.Label(), step, j.Desc, j.Reason, strconv.Itoa(j.Attempt),
+			timeCell(j.PushedAt, tty, now), timeCell(j.StartedAt, tty, now), timeCell(j.FinishedAt, tty, now)}
+		if tty {
+			t.add(row...)
+			return nil
+		}
+		_, err := fmt.Fprintln(out, joinTab(row))
+		return err
+	})
+	if err != nil || !tty {
+		return err
+	}
+	return t.render(out, tty)
+}

@@ -258,10 +258,9 @@ run otactl versions --product "$PRODUCT"
 
 # ---- batch upgrade --------------------------------------------------------
 
-# The next step, once 'otactl batch-upgrade' exists (a later issue): roll
-# the verified firmware out to the rest of the fleet, gated on the verdict
-# above, for example
-#   otactl batch-upgrade demo-pk/2.0.0 --from-version 1.0.0 --all --wait
-heading "Next: batch-upgrade"
-note "rolling a verified firmware out to the whole fleet is still being built;"
-note "it will refuse any firmware whose verdict is not passed"
+# Room for the last step: rolling the verified firmware out to the rest of
+# the fleet with 'otactl batch-upgrade', gated on the verdict above. The
+# command is being built in a later issue; this demo does not call it yet.
+heading "Next: roll the firmware out to the fleet"
+note "a verdict of passed is what 'otactl batch-upgrade' requires before it"
+note "touches the other devices; this demo stops here (docs/batch-upgrade.md)"

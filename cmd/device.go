@@ -28,7 +28,8 @@ the broker keeps messages only for a session that exists, so the first sync
 creates it. The broker's per-session queue limit (Mosquitto's
 max_queued_messages, 1000 by default) bounds what is kept between runs.`,
 		Example: `  $ otactl sync
-  $ */5 * * * * otactl sync --quiet   # crontab`,
+  # in a crontab, every five minutes:
+  */5 * * * * otactl sync --quiet`,
 		Args: noArgs,
 		RunE: func(*cobra.Command, []string) error {
 			l, err := app.openLive()

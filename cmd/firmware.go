@@ -183,12 +183,19 @@ func (a *App) dropUnusedFile(name string) {
 // firmwareView is a firmware as commands print it; Rounds only in show.
 type firmwareView struct {
 	*ota.Firmware
-	FileURL string      `json:"fileUrl"`
-	Rounds  []roundView `json:"rounds,omitempty"`
+	FileURL   string      `json:"fileUrl"`
+	CreatedAt timeJSON    `json:"createdAt"` // to the second, as every time otactl prints
+	UpdatedAt timeJSON    `json:"updatedAt"`
+	Rounds    []roundView `json:"rounds,omitempty"`
+}
+
+func newFirmwareView(a *App, f *ota.Firmware) firmwareView {
+	return firmwareView{Firmware: f, FileURL: a.fileURL(f), CreatedAt: timeJSON(f.CreatedAt),
+		UpdatedAt: timeJSON(f.UpdatedAt)}
 }
 
 func (a *App) printFirmware(f *ota.Firmware, rounds []*ota.RoundReport) error {
-	v := firmwareView{Firmware: f, FileURL: a.fileURL(f)}
+	v := newFirmwareView(a, f)
 	for _, r := range rounds {
 		v.Rounds = append(v.Rounds, newRoundView(r))
 	}

@@ -41,7 +41,7 @@ func runFirmwareList(app *App, product, status string) error {
 		return tx.EachFirmware(func(f *ota.Firmware) error {
 			if (product == "" || f.ProductKey == product) &&
 				(status == "" || string(f.Status) == status) {
-				list = append(list, firmwareView{Firmware: f, FileURL: app.fileURL(f)})
+				list = append(list, newFirmwareView(app, f))
 			}
 			return nil
 		})
@@ -56,7 +56,7 @@ func runFirmwareList(app *App, product, status string) error {
 	t := table{header: []string{"ID", "PRODUCT", "NAME", "VERSION", "STATUS", "VERDICT", "SIZE", "CREATED"}}
 	for _, f := range list {
 		t.add(f.ID, f.ProductKey, f.Name, f.Version, string(f.Status), string(f.Verdict),
-			sizeCell(f.Size), timeCell(f.CreatedAt, app.IO.OutTTY, app.Now()))
+			sizeCell(f.Size), timeCell(f.Firmware.CreatedAt, app.IO.OutTTY, app.Now()))
 	}
 	if len(list) == 0 && !app.Settings.Quiet {
 		app.infof("no firmware registered%s", productSuffix(product))

@@ -32,7 +32,7 @@ type roundView struct {
 	RoundID      string         `json:"roundId"`
 	FromVersions []string       `json:"fromVersions"`
 	Status       string         `json:"firmwareStatus"`
-	Verdict      string         `json:"verdict,omitempty"`
+	Verdict      string         `json:"verdict,omitempty"` // this round's own verdict
 	Counts       map[string]int `json:"counts"`
 	Jobs         []jobView      `json:"jobs"`
 	CreatedAt    timeJSON       `json:"createdAt"`
@@ -48,7 +48,7 @@ func newJobView(j *ota.Job) jobView {
 func newRoundView(rep *ota.RoundReport) roundView {
 	v := roundView{FirmwareID: rep.Firmware.ID, Round: rep.Round.Number, RoundID: rep.Round.ID,
 		FromVersions: rep.Round.FromVersions, Status: string(rep.Firmware.Status),
-		Verdict: string(rep.Firmware.Verdict), Counts: map[string]int{},
+		Verdict: string(rep.Verdict()), Counts: map[string]int{},
 		CreatedAt: timeJSON(rep.Round.CreatedAt), Jobs: []jobView{}}
 	for s, n := range rep.Counts() {
 		v.Counts[string(s)] = n

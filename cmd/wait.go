@@ -63,6 +63,10 @@ func (l *live) waitFor(round func() (*ota.RoundReport, error), timeout time.Dura
 	if n := rep.Counts()[ota.JobFailed]; n > 0 {
 		return rep, ota.Errorf(ota.KindJobsFailed, "%d of %d jobs failed", n, len(rep.Jobs))
 	}
+	if rep.Verdict() == ota.VerdictNone {
+		return rep, ota.Errorf(ota.KindJobsFailed, "no job of round %d ran: every one was canceled",
+			rep.Round.Number)
+	}
 	return rep, nil
 }
 

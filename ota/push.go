@@ -100,7 +100,9 @@ func MarkPushed(tx Tx, p *Push, env Env) error {
 		return err
 	}
 	j.PushID = ""
-	if j.Status == JobToBeUpgraded {
+	// A device may report progress before its push's acknowledgement is
+	// recorded: the job still counts as pushed, so that its timeout runs.
+	if j.Status == JobToBeUpgraded || (j.Status.Active() && j.PushedAt.IsZero()) {
 		j.PushedAt = env.now()
 	}
 	if err := tx.PutJob(j); err != nil {
@@ -165,8 +167,17 @@ func overdueJobs(tx Tx, env Env) ([]*Job, error) {
 			if err != nil {
 				return nil, err
 			}
-			if j != nil && j.Status.Active() && !j.PushedAt.IsZero() &&
-				env.now().Sub(j.PushedAt) >= timeoutOf(r) {
+			if j == nil {
+				continue
+			}
+			// The clock runs from the push; a job whose device started before
+			// the push's acknowledgement was recorded runs from its start.
+			since := j.PushedAt
+			if since.IsZero() {
+				since = j.StartedAt
+			}
+			if j.Status.Active() && !since.IsZero() &&
+				env.now().Sub(since) >= timeoutOf(r) {
 				due = append(due, j)
 			}
 		}

@@ -71,9 +71,11 @@ func (rep *RoundReport) Finished() bool {
 }
 
 // Verdict is the round's verdict by the rule of DESIGN.md section 5.3: at
-// least MinSuccess jobs succeeded (by default every job not canceled), at
-// least one did, and no more than MaxFailures failed. It is VerdictNone
-// while jobs are active or when every job was canceled.
+// least MinSuccess jobs succeeded, at least one did, and no more than
+// MaxFailures failed. MinSuccess defaults to every job not canceled less the
+// failures MaxFailures tolerates, so that --max-failures alone means what it
+// says. It is VerdictNone while jobs are active or when every job was
+// canceled.
 func (rep *RoundReport) Verdict() Verdict {
 	c := rep.Counts()
 	if !rep.Finished() || c[JobSucceeded]+c[JobFailed] == 0 {
@@ -81,7 +83,7 @@ func (rep *RoundReport) Verdict() Verdict {
 	}
 	need := rep.Round.MinSuccess
 	if need == 0 {
-		need = c[JobSucceeded] + c[JobFailed]
+		need = c[JobSucceeded] + c[JobFailed] - rep.Round.MaxFailures
 	}
 	if c[JobSucceeded] >= need && c[JobSucceeded] > 0 && c[JobFailed] <= rep.Round.MaxFailures {
 		return VerdictPassed

@@ -483,3 +483,36 @@ func TestInvalidReportIsRecordedAndChangesNothing(t *testing.T) {
 		t.Fatalf("rejected events = %d, want 1", events)
 	}
 }
+
+// --max-failures alone tolerates that many failures: the default
+// --min-success leaves room for them.
+func TestMaxFailuresAlone(t *testing.T) {
+	f := newFleet(t)
+	f.send(f.inform("d1", "1.0.0"), f.inform("d2", "1.0.0"), f.inform("d3", "1.0.0"))
+	fw := f.firmware("2.0.0")
+	f.update(func(tx ota.Tx) error {
+		_, err := ota.StartVerification(tx, ota.VerifySpec{Firmware: fw.ID, FromVersions: []string{"1.0.0"},
+			Devices: []string{"d1", "d2", "d3"}, MaxFailures: 1}, f.env())
+		return err
+	})
+	f.ackPushes()
+	f.send(f.progress("d1", -2), f.progress("d2", 100), f.inform("d2", "2.0.0"),
+		f.progress("d3", 100), f.inform("d3", "2.0.0"))
+	if got := f.fw(fw.ID); got.Verdict != ota.VerdictPassed {
+		t.Fatalf("verdict with 1 failure and --max-failures 1 = %q, want passed", got.Verdict)
+	}
+}
+
+// A device whose first progress is recorded before its push's
+// acknowledgement still times out (the race left it In progress forever).
+func TestProgressBeforeAckStillTimesOut(t *testing.T) {
+	f := newFleet(t)
+	f.send(f.inform("d1", "1.0.0"))
+	fw := f.firmware("2.0.0")
+	f.mustStart(fw.ID, "1.0.0", "d1")
+	f.send(f.progress("d1", 10)) // before the sender marked the push
+	f.ackPushes()
+	f.tick(ota.DefaultJobTimeout)
+	f.update(func(tx ota.Tx) error { return ota.ExpireJobs(tx, f.env()) })
+	wantStatus(t, f.job("d1"), ota.JobFailed, "timed out at step 10")
+}

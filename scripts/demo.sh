@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A guided tour of otactl against a private Mosquitto and simulated devices:
 # register a firmware, learn the fleet, watch a verification round fail on a
-# device that rejects the checksum, then pass on healthy devices.
+# device that rejects the checksum, pass on healthy devices, and roll the
+# firmware out to the rest of the healthy fleet.
 #
 # Usage: scripts/demo.sh           (or: make demo)
 #   KEEP=1        keep the temp dir (state file, broker log, simulator logs)
@@ -258,9 +259,16 @@ run otactl versions --product "$PRODUCT"
 
 # ---- batch upgrade --------------------------------------------------------
 
-# Room for the last step: rolling the verified firmware out to the rest of
-# the fleet with 'otactl batch-upgrade', gated on the verdict above. The
-# command is being built in a later issue; this demo does not call it yet.
-heading "Next: roll the firmware out to the fleet"
-note "a verdict of passed is what 'otactl batch-upgrade' requires before it"
-note "touches the other devices; this demo stops here (docs/batch-upgrade.md)"
+heading "Plan a batch upgrade of the rest of the fleet (dry run)"
+note "refused for any firmware that did not pass; --dry-run changes nothing"
+run otactl batch-upgrade "$FW" --from-version "$FROM" --dry-run
+
+heading "Roll out to the healthy devices, two at a time"
+note "the device keys come from device list through a pipe: --devices-file -"
+show "otactl device list --product $PRODUCT --version $FROM | cut -f2 | grep '^sim-' |"
+show "    otactl batch-upgrade $FW --devices-file - --max-concurrent 2 --wait"
+otactl device list --product "$PRODUCT" --version "$FROM" | cut -f2 | grep '^sim-' |
+  otactl batch-upgrade "$FW" --devices-file - --max-concurrent 2 --wait --wait-timeout 5m 2>&1
+run otactl batch-upgrade list
+run otactl versions --product "$PRODUCT"
+note "bad-1 stays on $FROM: it rejects this image, and the rollout left it out"

@@ -76,7 +76,7 @@ keep the agent running, or 'batch-upgrade status --wait'; an occasional
 	f.IntVar(&o.spec.Controls.AbortMinFinished, "abort-min-finished", 10, "finished jobs before the abort rule applies")
 	f.BoolVar(&o.spec.Controls.Incremental, "incremental", false, "devices that later report a source version join the task")
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the plan and change nothing")
-	f.BoolVar(&o.wait, "wait", false, "wait until every job is finished")
+	f.BoolVar(&o.wait, "wait", false, "wait until nothing is queued or unfinished, or the task ends")
 	f.DurationVar(&o.waitTimeout, "wait-timeout", 24*time.Hour, "with --wait, give up after this long (exit 7)")
 	c.AddCommand(newBatchStatusCmd(app), newBatchListCmd(app), newBatchCancelCmd(app),
 		newBatchJobsCmd(app))
@@ -230,7 +230,7 @@ failed, 6 when any failed or the task aborted, 7 on timeout.`,
 			return app.printTask(t)
 		},
 	}
-	c.Flags().BoolVar(&wait, "wait", false, "wait until every job is finished")
+	c.Flags().BoolVar(&wait, "wait", false, "wait until nothing is queued or unfinished, or the task ends")
 	c.Flags().DurationVar(&timeout, "timeout", 24*time.Hour, "with --wait, give up after this long (exit 7)")
 	return c
 }

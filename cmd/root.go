@@ -111,7 +111,10 @@ func (a *App) finish(err error) int {
 	}
 	var shown shownError
 	if a.Settings.JSON && errors.As(err, &shown) {
-		return ExitCode(kind) // the command's one JSON document is out already
+		// The command's one JSON document is out already; the reason goes
+		// with the diagnostics.
+		fmt.Fprintf(a.IO.Err, "otactl: %v\n", err)
+		return ExitCode(kind)
 	}
 	if a.Settings.JSON || (!a.ran && wantsJSON(a.args)) {
 		doc := map[string]any{"error": map[string]string{"code": kind.String(), "message": err.Error()}}

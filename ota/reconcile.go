@@ -268,8 +268,8 @@ func (w *work) checkAbort(t *Task) error {
 	if rate <= c.AbortFailureRate {
 		return nil
 	}
-	reason := fmt.Sprintf("failure rate %.1f%% passed %.1f%% after %d finished jobs",
-		rate*100, c.AbortFailureRate*100, finished)
+	reason := fmt.Sprintf("failure rate %.1f%% passed %.1f%% after %d finished %s",
+		rate*100, c.AbortFailureRate*100, finished, plural(finished, "job", "jobs"))
 	return w.finishTask(t, TaskAborted, reason)
 }
 
@@ -406,4 +406,11 @@ func hadJobIn(tx Tx, d *Device, t *Task) (bool, error) {
 		return false, err
 	}
 	return j.TaskID == t.ID, nil
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

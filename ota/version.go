@@ -22,9 +22,10 @@ func SameVersion(a, b string) bool {
 }
 
 // CompareVersions orders two versions for spotting downgrades and sorting.
-// Segments split on '.', '-' and '+' are compared left to right, as numbers
-// where both are digits and as text otherwise, so "3.10" is newer than "3.9";
-// after equal segments, a further textual one marks a pre-release, older.
+// Segments split on '.' and '-' are compared left to right, as numbers where
+// both are digits, a number after text, and as text otherwise, so "3.10" is
+// newer than "3.9"; after equal segments, a further textual one marks a
+// pre-release, older. Build metadata after '+' does not order versions.
 // ok is false when either version has no digit at all: then no order is
 // assumed. cmp is -1, 0 or 1 as a is older than, equal to or newer than b.
 func CompareVersions(a, b string) (cmp int, ok bool) {
@@ -32,6 +33,9 @@ func CompareVersions(a, b string) (cmp int, ok bool) {
 	if !hasDigit(a) || !hasDigit(b) {
 		return 0, false
 	}
+	// Build metadata ("+build5") names a build, not a newer version.
+	a, _, _ = strings.Cut(a, "+")
+	b, _, _ = strings.Cut(b, "+")
 	split := func(r rune) bool { return r == '.' || r == '-' || r == '+' }
 	as, bs := strings.FieldsFunc(a, split), strings.FieldsFunc(b, split)
 	for i := 0; i < len(as) && i < len(bs); i++ {
@@ -45,7 +49,7 @@ func CompareVersions(a, b string) (cmp int, ok bool) {
 	case len(as) > len(bs):
 		return extraOrder(as[len(bs)]), true
 	}
-	return strings.Compare(a, b), true
+	return 0, true
 }
 
 // extraOrder orders a version with more segments against its prefix: a
@@ -58,17 +62,55 @@ func extraOrder(seg string) int {
 	return -1
 }
 
+// compareSegment orders two segments: numerically when both are digits, a
+// number after text (a pre-release tag sorts before any release number), and
+// otherwise run by run of letters and digits, so "rc2" comes before "rc10".
 func compareSegment(a, b string) int {
-	if isDigits(a) && isDigits(b) {
-		a, b = strings.TrimLeft(a, "0"), strings.TrimLeft(b, "0")
-		if len(a) != len(b) {
-			if len(a) < len(b) {
-				return -1
-			}
-			return 1
+	switch da, db := isDigits(a), isDigits(b); {
+	case da && db:
+		return compareNumbers(a, b)
+	case da:
+		return 1
+	case db:
+		return -1
+	}
+	for a != "" && b != "" {
+		ra, rb := leadingRun(a), leadingRun(b)
+		var c int
+		if isDigits(ra) && isDigits(rb) {
+			c = compareNumbers(ra, rb)
+		} else {
+			c = strings.Compare(ra, rb)
 		}
+		if c != 0 {
+			return c
+		}
+		a, b = a[len(ra):], b[len(rb):]
 	}
 	return strings.Compare(a, b)
+}
+
+// compareNumbers compares two runs of digits of any length as numbers.
+func compareNumbers(a, b string) int {
+	a, b = strings.TrimLeft(a, "0"), strings.TrimLeft(b, "0")
+	if len(a) != len(b) {
+		if len(a) < len(b) {
+			return -1
+		}
+		return 1
+	}
+	return strings.Compare(a, b)
+}
+
+// leadingRun returns s's first run of digits, or of anything but digits.
+func leadingRun(s string) string {
+	digit := s[0] >= '0' && s[0] <= '9'
+	for i := 1; i < len(s); i++ {
+		if (s[i] >= '0' && s[i] <= '9') != digit {
+			return s[:i]
+		}
+	}
+	return s
 }
 
 func isDigits(s string) bool {

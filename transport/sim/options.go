@@ -287,8 +287,9 @@ func tlsConfigs(o Options, broker *url.URL) (*tls.Config, *x509.CertPool, error)
 
 // describe is the one-line account of the options logged at start.
 func (o Options) describe() string {
-	s := fmt.Sprintf("%d devices %s1..%s%d of product %s at version %s on %d connections",
-		o.Devices, o.KeyPrefix, o.KeyPrefix, o.Devices, o.ProductKey, o.Version, o.Connections)
+	s := fmt.Sprintf("%s %s1..%s%d of product %s at version %s on %s",
+		count(o.Devices, "device"), o.KeyPrefix, o.KeyPrefix, o.Devices, o.ProductKey, o.Version,
+		count(o.Connections, "connection"))
 	if o.FailRate > 0 {
 		s += fmt.Sprintf(", fail-rate %v in mode %s", o.FailRate, o.FailMode)
 	}

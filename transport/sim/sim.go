@@ -135,12 +135,12 @@ func (f *fleet) awaitFirstReports() {
 		}
 	}
 	if f.opt.ConnectSpread > 0 {
-		f.log.printf("%d connections up in %v; devices come online over %v",
-			len(f.conns), since(f.start), f.opt.ConnectSpread)
+		f.log.printf("%s up in %v; devices come online over %v",
+			count(len(f.conns), "connection"), since(f.start), f.opt.ConnectSpread)
 		return
 	}
-	f.log.printf("%d devices online on %d connections in %v",
-		len(f.devices), len(f.conns), since(f.start))
+	f.log.printf("%s online on %s in %v",
+		count(len(f.devices), "device"), count(len(f.conns), "connection"), since(f.start))
 }
 
 // stop ends the run: no new work starts, the work in progress notices the

@@ -71,9 +71,10 @@ func (c *counters) snapshot() Summary {
 
 // write prints the summary for people, a few lines of related counts.
 func (s Summary) write(w io.Writer) {
-	fmt.Fprintf(w, "summary after %v: %d devices on %d connections, %d online, "+
+	fmt.Fprintf(w, "summary after %v: %s on %s, %d online, "+
 		"%d reconnects, %d version reports\n", time.Duration(s.Elapsed).Round(time.Millisecond),
-		s.Devices, s.Connections, s.Online, s.Reconnects, s.InformsSent)
+		count(s.Devices, "device"), count(s.Connections, "connection"), s.Online, s.Reconnects,
+		s.InformsSent)
 	fmt.Fprintf(w, "  pushes: %d received, %d ignored, %d already current, %d busy, "+
 		"%d malformed\n", s.PushesReceived, s.PushesIgnored, s.AlreadyCurrent, s.Busy,
 		s.Malformed)
@@ -121,4 +122,12 @@ func (l *logger) printf(format string, args ...any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	fmt.Fprintf(l.w, format+"\n", args...)
+}
+
+// count writes "1 device", "2 devices".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

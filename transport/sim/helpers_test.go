@@ -95,9 +95,23 @@ type watcher struct {
 
 func newWatcher(t *testing.T, b *mosquitto.Broker, pk string) *watcher {
 	t.Helper()
+	return startWatcher(t, b, pk, true)
+}
+
+// newPersistentWatcher is a watcher whose session outlives a broker restart:
+// the broker keeps what devices report while it reconnects, so nothing is
+// missed however fast the fleet comes back.
+func newPersistentWatcher(t *testing.T, b *mosquitto.Broker, pk string) *watcher {
+	t.Helper()
+	return startWatcher(t, b, pk, false)
+}
+
+func startWatcher(t *testing.T, b *mosquitto.Broker, pk string, clean bool) *watcher {
+	t.Helper()
 	w := &watcher{t: t, pk: pk}
 	opts := mqtt.NewClientOptions().AddBroker(b.URL()).
-		SetClientID("watcher-" + randomHex(4)).SetCleanSession(true)
+		SetClientID("watcher-" + randomHex(4)).SetCleanSession(clean).
+		SetConnectRetry(true).SetMaxReconnectInterval(500 * time.Millisecond)
 	w.client = mqtt.NewClient(opts)
 	if tok := w.client.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatalf("watcher connect: %v", tok.Error())
@@ -183,7 +197,7 @@ func (w *watcher) waitInform(dk, version string) []ota.Report {
 // waitOnline waits for every device of a fleet to report version once.
 func (w *watcher) waitOnline(prefix string, n int, version string) {
 	w.t.Helper()
-	w.waitFor("", 20*time.Second, "every device's first report", func(rs []ota.Report) bool {
+	w.waitFor("", 60*time.Second, "every device's first report", func(rs []ota.Report) bool {
 		return len(informedKeys(rs, prefix, version)) >= n
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"time"
@@ -62,6 +63,11 @@ type agent struct {
 func runAgent(app *App, o agentOptions) error {
 	if o.tick < 100*time.Millisecond {
 		return ota.Invalid("--tick %s is too short; use 100ms or more", o.tick)
+	}
+	if o.serveFiles != "" {
+		if _, _, err := net.SplitHostPort(o.serveFiles); err != nil {
+			return ota.Invalid("--serve-files %q is not host:port: %v", o.serveFiles, err)
+		}
 	}
 	log, err := agentLogger(app, o.logFormat)
 	if err != nil {
@@ -193,8 +199,11 @@ func (ag *agent) session(ctx context.Context, tick time.Duration) error {
 func (ag *agent) connect(ctx context.Context) (*transport.Session, error) {
 	backoff := time.Second
 	for attempt := 1; ; attempt++ {
-		sess, err := transport.Open(ctx, ag.app.brokerConfig(), ag.l.apply,
-			transport.WithMaxDelay(200*time.Millisecond), transport.WithMaxIdle(50*time.Millisecond))
+		// The session's own batching: brokers hold back what they send a
+		// client while its window of unacknowledged messages is full (20 by
+		// default in Mosquitto), so waiting longer to commit would only make
+		// a burst overflow the broker's queue.
+		sess, err := transport.Open(ctx, ag.app.brokerConfig(), ag.l.apply)
 		if err == nil {
 			return sess, nil
 		}

@@ -60,7 +60,7 @@ keep the agent running, or 'batch-upgrade status --wait'; an occasional
 		},
 	}
 	f := c.Flags()
-	f.StringSliceVar(&o.spec.FromVersions, "from-version", nil, "source `versions` (default: every reported version but the target)")
+	f.StringSliceVar(&o.spec.FromVersions, "from-version", nil, "source `versions`; with --all or --device, only devices on these")
 	f.StringSliceVar(&o.spec.Devices, "device", nil, "only these device `keys`, comma-separated")
 	f.StringVar(&o.devicesFile, "devices-file", "", "only the devices in `file`, one key a line (- for stdin)")
 	f.BoolVar(&o.spec.All, "all", false, "every device of the product")
@@ -89,6 +89,9 @@ func runBatch(app *App, o *batchOptions) error {
 	}
 	if !o.spec.All && len(o.spec.FromVersions) == 0 && len(o.spec.Devices) == 0 {
 		return ota.Invalid("choose the devices: --from-version, --device, --devices-file or --all")
+	}
+	if o.wait && o.waitTimeout <= 0 {
+		return ota.Invalid("--wait-timeout %s must be positive", o.waitTimeout)
 	}
 	if err := ota.ValidateControls(&o.spec.Controls); err != nil {
 		return err

@@ -37,6 +37,19 @@ so a task over 100,000 devices does not sit in memory.`,
 
 func runBatchJobs(app *App, taskID string, status ota.JobStatus) error {
 	out, tty, now := app.IO.Out, app.IO.OutTTY, app.Now()
+	// Refuse an unknown task before anything is printed: with --json, the
+	// error must be the one document, not follow an opened array.
+	var exists bool
+	if _, err := app.view(func(tx ota.Tx) error {
+		t, err := tx.Task(taskID)
+		exists = t != nil
+		return err
+	}); err != nil {
+		return err
+	}
+	if !exists {
+		return ota.Invalid("batch task %q not found", taskID).WithHint("otactl batch-upgrade list")
+	}
 	each := func(emit func(*ota.Job) error) error {
 		found, err := app.view(func(tx ota.Tx) error {
 			t, err := tx.Task(taskID)

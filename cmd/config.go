@@ -87,6 +87,11 @@ func loadSettings(root *cobra.Command) (Settings, error) {
 	if err := readConfigFile(v); err != nil {
 		return Settings{}, err
 	}
+	lockTimeout, err := time.ParseDuration(v.GetString(keyLockTimeout))
+	if err != nil {
+		return Settings{}, ota.Invalid("lock-timeout %q (from --lock-timeout, OTACTL_LOCK_TIMEOUT or "+
+			"the config file) is not a duration such as 5s", v.GetString(keyLockTimeout))
+	}
 	s := Settings{
 		StatePath:   v.GetString(keyState),
 		Broker:      v.GetString(keyBroker),
@@ -94,7 +99,7 @@ func loadSettings(root *cobra.Command) (Settings, error) {
 		JSON:        v.GetBool(keyJSON),
 		Quiet:       v.GetBool(keyQuiet),
 		Debug:       v.GetBool(keyDebug),
-		LockTimeout: v.GetDuration(keyLockTimeout),
+		LockTimeout: lockTimeout,
 		Username:    v.GetString(keyUsername),
 		Password:    v.GetString(keyPassword),
 		TLSCA:       v.GetString(keyTLSCA),

@@ -12,7 +12,7 @@ import (
 // addDeviceCommands adds the commands that talk to devices or read what they
 // reported: sync, device, versions, simulate.
 func addDeviceCommands(root *cobra.Command, app *App) {
-	device := &cobra.Command{Use: "device <command>", Short: "List the devices otactl has learned"}
+	device := groupCmd("device <command>", "List the devices otactl has learned")
 	device.AddCommand(newDeviceListCmd(app))
 	root.AddCommand(newSyncCmd(app), device, newVersionsCmd(app), newSimulateCmd(app))
 }

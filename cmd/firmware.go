@@ -13,10 +13,7 @@ import (
 )
 
 func newFirmwareCmd(app *App) *cobra.Command {
-	c := &cobra.Command{
-		Use:   "firmware <command>",
-		Short: "Register, list, show and delete firmware images",
-	}
+	c := groupCmd("firmware <command>", "Register, list, show and delete firmware images")
 	c.AddCommand(newFirmwareAddCmd(app), newFirmwareListCmd(app),
 		newFirmwareShowCmd(app), newFirmwareDeleteCmd(app))
 	return c

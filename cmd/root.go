@@ -24,8 +24,9 @@ type App struct {
 	Log      *slog.Logger // debugging traces; discarded unless --debug
 	Context  context.Context
 
-	args []string
-	ran  bool // a command's RunE started: later errors are not usage errors
+	args   []string
+	ran    bool // a command's RunE started: later errors are not usage errors
+	loaded bool // Settings are resolved
 }
 
 // Main runs otactl with args and returns the process exit code
@@ -92,7 +93,7 @@ func (a *App) load(root *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	a.Settings = s
+	a.Settings, a.loaded = s, true
 	if s.Debug || os.Getenv("OTACTL_DEBUG") != "" {
 		a.Log = slog.New(slog.NewTextHandler(a.IO.Err, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -116,7 +117,7 @@ func (a *App) finish(err error) int {
 		fmt.Fprintf(a.IO.Err, "otactl: %v\n", err)
 		return ExitCode(kind)
 	}
-	if a.Settings.JSON || (!a.ran && wantsJSON(a.args)) {
+	if a.Settings.JSON || (!a.loaded && wantsJSON(a.args)) {
 		doc := map[string]any{"error": map[string]string{"code": kind.String(), "message": err.Error()}}
 		if h := ota.HintOf(err); h != "" {
 			doc["error"].(map[string]string)["hint"] = h
@@ -131,6 +132,24 @@ func (a *App) finish(err error) int {
 		}
 	}
 	return ExitCode(kind)
+}
+
+// groupCmd is a command that only holds subcommands. A mistyped subcommand
+// is a usage error (exit 2), never help and success: a typo in a CI gate
+// must stop the pipeline.
+func groupCmd(use, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return c.Help()
+			}
+			return ota.Invalid("unknown command %q for %q", args[0], c.CommandPath()).
+				WithHint("otactl %s --help", c.Name())
+		},
+	}
 }
 
 // shownError is an outcome that the command has already printed as its JSON

@@ -17,7 +17,7 @@ var _ ota.Store = (*shortStore)(nil)
 
 func (a *App) shortStore() *shortStore {
 	return &shortStore{path: a.Settings.StatePath,
-		opt: state.Options{LockTimeout: a.Settings.LockTimeout, Create: true}}
+		opt: state.Options{LockTimeout: a.Settings.LockTimeout, Create: true, Lazy: true}}
 }
 
 // View implements ota.Store with a read-only open.

@@ -2,6 +2,8 @@ package cmd
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -11,10 +13,7 @@ import (
 )
 
 func newStateCmd(app *App) *cobra.Command {
-	c := &cobra.Command{
-		Use:   "state <command>",
-		Short: "Back up and check the state file",
-	}
+	c := groupCmd("state <command>", "Back up and check the state file")
 	var force bool
 	backup := &cobra.Command{
 		Use:   "backup <file>",
@@ -49,6 +48,9 @@ func (a *App) openReadOnly() (*state.Store, error) {
 }
 
 func runStateBackup(app *App, dst string, force bool) error {
+	if fi, err := os.Stat(filepath.Dir(dst)); err != nil || !fi.IsDir() {
+		return ota.Invalid("backup %s: folder %s does not exist", dst, filepath.Dir(dst))
+	}
 	st, err := app.openReadOnly()
 	if err != nil {
 		return err

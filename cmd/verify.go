@@ -9,19 +9,16 @@ import (
 )
 
 func newVerifyCmd(app *App) *cobra.Command {
-	c := &cobra.Command{
-		Use:   "verify <command>",
-		Short: "Verify a firmware on at most 5 devices before any batch upgrade",
-		Long: `A firmware must pass verification on a few real devices before a batch upgrade
+	c := groupCmd("verify <command>", "Verify a firmware on at most 5 devices before any batch upgrade")
+	c.Long = `A firmware must pass verification on a few real devices before a batch upgrade
 may use it. 'verify start' pushes it to at most 5 devices that report the
 chosen source versions; 'verify status' shows each device as To be upgraded,
 In progress, Upgraded successfully or Upgrade failed. Once the round has no
-active job the firmware is verified, with verdict passed or failed.`,
-		Example: `  $ otactl verify start pk1/2.0.0 --from-version 1.0.0 --device d1,d2,d3
+active job the firmware is verified, with verdict passed or failed.`
+	c.Example = `  $ otactl verify start pk1/2.0.0 --from-version 1.0.0 --device d1,d2,d3
   $ otactl verify status pk1/2.0.0 --wait --timeout 30m && echo passed
   $ otactl verify cancel pk1/2.0.0 --device d3
-  $ otactl verify reverify pk1/2.0.0 --from-version 1.0.0 --device d1,d3`,
-	}
+  $ otactl verify reverify pk1/2.0.0 --from-version 1.0.0 --device d1,d3`
 	c.AddCommand(newVerifyStartCmd(app, false), newVerifyStartCmd(app, true),
 		newVerifyStatusCmd(app), newVerifyCancelCmd(app))
 	return c

@@ -3,6 +3,7 @@ package ota
 import (
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -84,7 +85,7 @@ func ValidateControls(c *TaskControls) error {
 		return Invalid("--rate %d must not be negative (0: no limit)", c.Rate)
 	case c.Retries < 0:
 		return Invalid("--retries %d must not be negative", c.Retries)
-	case c.AbortFailureRate < 0 || c.AbortFailureRate > 1:
+	case math.IsNaN(c.AbortFailureRate) || c.AbortFailureRate < 0 || c.AbortFailureRate > 1:
 		return Invalid("--abort-failure-rate %g must be between 0 and 1", c.AbortFailureRate)
 	case c.AbortMinFinished < 0:
 		return Invalid("--abort-min-finished %d must not be negative", c.AbortMinFinished)

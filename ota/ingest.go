@@ -45,8 +45,10 @@ func (w *work) applyOne(r *Report) (*Reply, error) {
 		return nil, err
 	}
 	h := messageHash(r)
-	if d != nil && slices.Contains(d.Recent, h) && r.Dup {
-		return nil, nil // a QoS 1 redelivery of a message already recorded
+	if d != nil && slices.Contains(d.Recent, h) && (r.Dup || r.Retained) {
+		// A QoS 1 redelivery of a message already recorded, or a retained
+		// message the broker hands out again on every subscription.
+		return nil, nil
 	}
 	if r.Retained {
 		return nil, applyRetained(tx, d, r, h, env)
@@ -101,6 +103,12 @@ func applyRetained(tx Tx, d *Device, r *Report, h uint64, env Env) error {
 			return err
 		}
 		return messageEvent(tx, r, env, "discovered", "retained version report: "+r.Version)
+	}
+	if d != nil {
+		remember(d, h)
+		if err := tx.PutDevice(d); err != nil {
+			return err
+		}
 	}
 	return messageEvent(tx, r, env, "retained", "retained message recorded, not acted on")
 }

@@ -69,3 +69,13 @@ func shorten(s string) string {
 	r := []rune(s)
 	return string(r[:keep]) + "…"
 }
+
+// ValidateReportedVersion checks a version a device reported: at most 64
+// characters with no control characters. Unlike a firmware version it may
+// be empty: that is what some devices say, and it matches no firmware.
+func ValidateReportedVersion(v string) error {
+	if v == "" {
+		return nil
+	}
+	return ValidateLabel("reported version", v)
+}

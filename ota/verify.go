@@ -35,6 +35,11 @@ type RoundReport struct {
 // StartVerification starts the first verification round of a firmware. It
 // refuses, with the existing round's report, when the firmware has one.
 func StartVerification(tx Tx, spec VerifySpec, env Env) (*RoundReport, error) {
+	for _, k := range dedupe(spec.Devices) {
+		if err := ValidateKey("device key", k); err != nil {
+			return nil, err
+		}
+	}
 	f, err := ResolveFirmware(tx, spec.Firmware)
 	if err != nil {
 		return nil, err
@@ -170,8 +175,9 @@ func checkRoundSpec(tx Tx, f *Firmware, spec *VerifySpec) ([]*Device, error) {
 		return nil, Invalid("--min-success %d must be between 0 and the number of devices (%d)",
 			spec.MinSuccess, len(keys))
 	}
-	if spec.MaxFailures < 0 {
-		return nil, Invalid("--max-failures %d must not be negative", spec.MaxFailures)
+	if spec.MaxFailures < 0 || spec.MaxFailures >= len(keys) && spec.MaxFailures > 0 {
+		return nil, Invalid("--max-failures %d must be between 0 and one less than the number of "+
+			"devices (%d)", spec.MaxFailures, len(keys))
 	}
 	if spec.JobTimeout <= 0 {
 		spec.JobTimeout = DefaultJobTimeout
@@ -246,10 +252,14 @@ func checkFromVersions(tx Tx, f *Firmware, spec *VerifySpec) error {
 	return nil
 }
 
+// dedupe trims the strings and drops empty and repeated ones, keeping the
+// first occurrence's place; a devices file may hold 100,000 keys.
 func dedupe(in []string) []string {
 	var out []string
+	seen := make(map[string]bool, len(in))
 	for _, s := range in {
-		if s = strings.TrimSpace(s); s != "" && !slices.Contains(out, s) {
+		if s = strings.TrimSpace(s); s != "" && !seen[s] {
+			seen[s] = true
 			out = append(out, s)
 		}
 	}

@@ -516,3 +516,27 @@ func TestProgressBeforeAckStillTimesOut(t *testing.T) {
 	f.update(func(tx ota.Tx) error { return ota.ExpireJobs(tx, f.env()) })
 	wantStatus(t, f.job("d1"), ota.JobFailed, "timed out at step 10")
 }
+
+// A retained message comes again with every subscription: it is recorded
+// once, not once per command.
+func TestRetainedMessageRecordedOnce(t *testing.T) {
+	f := newFleet(t)
+	f.send(f.inform("d1", "1.0.0"))
+	r := f.inform("d1", "0.9.0")
+	r.Retained = true
+	for i := 0; i < 3; i++ {
+		f.send(r)
+	}
+	n := 0
+	f.view(func(tx ota.Tx) error {
+		return tx.EachEvent(ota.DeviceSubject("pk1", "d1"), func(e *ota.Event) error {
+			if e.Action == "retained" {
+				n++
+			}
+			return nil
+		})
+	})
+	if n != 1 {
+		t.Fatalf("retained message recorded %d times, want 1", n)
+	}
+}

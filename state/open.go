@@ -137,10 +137,14 @@ func openBolt(path string, opt Options) (db *bolt.DB, err error) {
 			db, err = nil, notOtactl(path, fmt.Errorf("%v", r))
 		}
 	}()
+	flags := mmapFlags
+	if opt.Lazy {
+		flags = 0
+	}
 	db, err = bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:   opt.LockTimeout,
 		ReadOnly:  opt.ReadOnly,
-		MmapFlags: mmapFlags,
+		MmapFlags: flags,
 		OpenFile:  openExisting,
 		// A writable open of a file whose free list is not synced commits
 		// one at once. Deferring that until prepare has seen otactl's
@@ -164,6 +168,9 @@ func openExisting(name string, flag int, perm os.FileMode) (*os.File, error) {
 	if err == nil && fi.Size() == 0 {
 		err = errEmptyFile
 	}
+	if err == nil {
+		err = checkLength(f, fi.Size())
+	}
 	if err != nil {
 		_ = f.Close()
 		return nil, err
@@ -184,6 +191,9 @@ func openError(path string, waited time.Duration, err error) error {
 		errors.Is(err, bolterrors.ErrVersionMismatch),
 		errors.Is(err, bolterrors.ErrChecksum):
 		return notOtactl(path, err)
+	case errors.Is(err, errTruncated):
+		return stateErr(err, "state file %s is damaged: %v", path, err).
+			WithHint("restore a backup (otactl state backup makes them); otactl never writes to it")
 	}
 	return stateErr(err, "open state file %s: %v", path, err)
 }

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -583,4 +584,45 @@ func freelistPage(t *testing.T, path string) uint64 {
 
 func newTestDevice(n int) *ota.Device {
 	return &ota.Device{ProductKey: "pk", DeviceKey: fmt.Sprintf("dk-%d", n), Version: "1.0"}
+}
+
+// A state file cut short used to crash every command with a fault in
+// bbolt's memory map; it must be refused, named, and left as it is.
+func TestTruncatedFileIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := Open(path, Options{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Update(func(tx ota.Tx) error {
+		for i := 0; i < 2000; i++ {
+			d := &ota.Device{ProductKey: "pk", DeviceKey: fmt.Sprintf("d%05d", i), Version: "1.0.0"}
+			if err := tx.PutDevice(d); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, fi.Size()/2); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(path)
+	for _, ro := range []bool{true, false} {
+		_, err := Open(path, Options{ReadOnly: ro})
+		if ota.KindOf(err) != ota.KindState || !strings.Contains(err.Error(), "cut short") ||
+			!strings.Contains(err.Error(), path) {
+			t.Errorf("Open(truncated, readOnly %v) = %v, want a KindState error naming the file", ro, err)
+		}
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+		t.Error("the truncated file was changed")
+	}
 }

@@ -31,6 +31,10 @@ type Options struct {
 	LockTimeout time.Duration
 	// Create makes the file, and its folder, when it does not exist.
 	Create bool
+	// Lazy maps the file without reading it all in first: right for a short
+	// transaction that touches a few pages (the agent opens the file for
+	// each batch), wrong for a scan of the whole file.
+	Lazy bool
 }
 
 // Store is an otactl state file opened by Open. It implements ota.Store

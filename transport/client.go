@@ -83,7 +83,8 @@ type Client struct {
 
 	mu      sync.Mutex
 	waiters map[string]chan struct{} // Drain nonces waiting for their marker
-	replies []mqtt.Token             // reply publishes not yet known to be acknowledged
+	replies []mqtt.Token             // reply publishes not yet known to be written
+	pruneAt int                      // len(replies) at which to prune finished ones
 }
 
 // Dial connects to the broker and, when h is not nil, subscribes to the
@@ -412,11 +413,14 @@ func pushError(url string, p *ota.Push, err error) error {
 }
 
 // Reply answers a device request on its topic plus "_reply", echoing the
-// request's id, at QoS 1. It does not wait for the broker: the publish is
-// handed to paho and tracked, and Flush waits for every reply so far. That
-// keeps replies off the path of the ingest loop, which must never wait for
-// acknowledgements (see Handler). A report that failed validation is never
-// answered: Reply returns a KindInvalid error and sends nothing.
+// request's id, at QoS 0. A reply is an acknowledgement a device can do
+// without (it reports again on its next connect); at QoS 1 every reply would
+// hold one of paho's 65,535 message ids until the broker's acknowledgement
+// was read, and while the ingest loop applies a large backlog those ids ran
+// out: replies were dropped and each publish scanned the whole id map. It
+// does not wait: the publish is handed to paho and tracked, and Flush waits
+// until every reply so far is written. A report that failed validation is
+// never answered: Reply returns a KindInvalid error and sends nothing.
 func (c *Client) Reply(ctx context.Context, to *ota.Report, code int, data any,
 	message string) error {
 	if err := ctx.Err(); err != nil {
@@ -431,12 +435,15 @@ func (c *Client) Reply(ctx context.Context, to *ota.Report, code int, data any,
 		return err
 	}
 	payload := EncodeReply(to.ID, code, data, message)
-	tok := c.mc.Publish(ReplyTopic(to.Topic), qos1, false, payload)
+	tok := c.mc.Publish(ReplyTopic(to.Topic), 0, false, payload)
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.replies) >= 256 {
+	if len(c.replies) >= c.pruneAt {
+		// Pruning rescans every tracked reply, so it waits until their
+		// number has doubled since the last pass.
 		c.replies = pruneDone(c.replies)
+		c.pruneAt = max(256, 2*len(c.replies))
 	}
 	c.replies = append(c.replies, tok)
 	return nil

@@ -205,7 +205,9 @@ func parseInform(r *ota.Report, raw json.RawMessage) error {
 	if err := json.Unmarshal(p.Version, &r.Version); err != nil {
 		return fmt.Errorf("inform version %s is not a string", clip(p.Version))
 	}
-	return nil
+	// The version ends up in tables and in `device list | cut` pipelines: a
+	// control character or a tab in it would forge rows.
+	return ota.ValidateReportedVersion(r.Version)
 }
 
 func parseProgress(r *ota.Report, raw json.RawMessage) error {

@@ -355,3 +355,15 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// A reported version with a control character would forge rows in tables
+// and in `device list | cut` pipelines: it is refused like a bad key.
+func TestParseRefusesControlCharactersInVersion(t *testing.T) {
+	for _, v := range []string{"1.0.0\u001b[31mRED", "1.0\tline", "1.0\r\nfake", strings.Repeat("9", 65)} {
+		payload := EncodeRequest("1", MethodInform, map[string]string{"version": v})
+		r := Parse(DeviceTopic("pk1", "d1", SuffixInform), payload, false, false, time.Now())
+		if r.Invalid == "" || !strings.Contains(r.Invalid, "reported version") {
+			t.Errorf("Parse(version %q).Invalid = %q, want the version refused", v, r.Invalid)
+		}
+	}
+}

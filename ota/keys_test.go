@@ -1,6 +1,7 @@
 package ota
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -103,6 +104,20 @@ func TestParseID(t *testing.T) {
 	for _, id := range []string{"", "fw", "fw-", "fw-0", "fw-01", "-1", "fw-x", "fw-1a"} {
 		if _, _, ok := ParseID(id); ok {
 			t.Errorf("ParseID(%q) ok = true, want false", id)
+		}
+	}
+}
+
+func TestHashesRoundTrip(t *testing.T) {
+	for _, in := range []string{`{"recent":"AAAAAAAAAAEAAAAAAAAAAg=="}`, `{"recent":[1,2]}`} {
+		var d Device
+		if err := json.Unmarshal([]byte(in), &d); err != nil || len(d.Recent) != 2 ||
+			d.Recent[0] != 1 || d.Recent[1] != 2 {
+			t.Errorf("Unmarshal(%s) = %v, %v; want [1 2]", in, d.Recent, err)
+		}
+		out, _ := json.Marshal(Device{Recent: d.Recent})
+		if !strings.Contains(string(out), `"recent":"AAAAAAAAAAEAAAAAAAAAAg=="`) {
+			t.Errorf("Marshal = %s, want the base64 form", out)
 		}
 	}
 }

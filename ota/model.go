@@ -1,6 +1,10 @@
 package ota
 
 import (
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -65,7 +69,7 @@ type Device struct {
 	LastJob string `json:"lastJob,omitempty"`
 	// Recent holds hashes of the device's latest messages, so that a QoS 1
 	// redelivery (DUP flag) of a message already recorded is recognised.
-	Recent []uint64 `json:"recent,omitempty"`
+	Recent Hashes `json:"recent,omitempty"`
 }
 
 // JobStatus is one device's progress within a round or task.
@@ -212,4 +216,41 @@ func ParseID(id string) (prefix string, seq uint64, ok bool) {
 		return "", 0, false
 	}
 	return id[:i], seq, true
+}
+
+// Hashes are message hashes, stored as one base64 string of 8-byte values:
+// a device record is rewritten with every message, and as a JSON array of
+// numbers the hashes were three quarters of its size.
+type Hashes []uint64
+
+// MarshalJSON writes the hashes as a base64 string.
+func (h Hashes) MarshalJSON() ([]byte, error) {
+	raw := make([]byte, 0, 8*len(h))
+	for _, v := range h {
+		raw = binary.BigEndian.AppendUint64(raw, v)
+	}
+	out := append(make([]byte, 0, base64.StdEncoding.EncodedLen(len(raw))+2), '"')
+	out = base64.StdEncoding.AppendEncode(out, raw)
+	return append(out, '"'), nil
+}
+
+// UnmarshalJSON reads the base64 form, and the array of numbers that state
+// files written before it hold.
+func (h *Hashes) UnmarshalJSON(data []byte) error {
+	if len(data) > 0 && data[0] == '[' {
+		return json.Unmarshal(data, (*[]uint64)(h))
+	}
+	var s string
+	if err := json.Unmarshal(data, &s); err != nil {
+		return err
+	}
+	raw, err := base64.StdEncoding.DecodeString(s)
+	if err != nil || len(raw)%8 != 0 {
+		return fmt.Errorf("message hashes %q are not base64 of 8-byte values", s)
+	}
+	*h = make(Hashes, 0, len(raw)/8)
+	for i := 0; i < len(raw); i += 8 {
+		*h = append(*h, binary.BigEndian.Uint64(raw[i:]))
+	}
+	return nil
 }

@@ -11,10 +11,12 @@ import (
 )
 
 // Batching defaults: bbolt pays one disk sync per commit, so reports are
-// applied a thousand at a time (DESIGN.md section 10), while a lone message
+// applied up to five thousand at a time (DESIGN.md section 10: a thousand
+// per commit was measured at 26k records/s; five thousand measured 35 %
+// faster on otactl's own records), while a lone message
 // waits at most a few milliseconds.
 const (
-	DefaultMaxBatch = 1000
+	DefaultMaxBatch = 5000
 	DefaultMaxDelay = 20 * time.Millisecond
 	DefaultMaxIdle  = 2 * time.Millisecond
 )

@@ -25,7 +25,8 @@ type batchOptions struct {
 func newBatchCmd(app *App) *cobra.Command {
 	var o batchOptions
 	c := &cobra.Command{
-		Use:   "batch-upgrade <firmware> (--from-version <v>... | --device <dk>... | --devices-file <f> | --all) [flags]",
+		Use: "batch-upgrade <firmware> (--from-version <v>... | --device <dk>... | " +
+			"--devices-file <f> | --all) [flags]",
 		Short: "Roll a verified firmware out to a fleet, with safety controls",
 		Long: `Roll a firmware out to many devices. Refused unless the firmware is verified
 with verdict passed (--allow-failed-verification overrides the verdict, never
@@ -59,28 +60,40 @@ keep the agent running, or 'batch-upgrade status --wait'; an occasional
 			return runBatch(app, &o)
 		},
 	}
+	addBatchFlags(c, &o)
+	c.AddCommand(newBatchStatusCmd(app), newBatchListCmd(app), newBatchCancelCmd(app),
+		newBatchJobsCmd(app))
+	return c
+}
+
+func addBatchFlags(c *cobra.Command, o *batchOptions) {
+	ctl := &o.spec.Controls
 	f := c.Flags()
-	f.StringSliceVar(&o.spec.FromVersions, "from-version", nil, "source `versions`; with --all or --device, only devices on these")
+	f.StringSliceVar(&o.spec.FromVersions, "from-version", nil,
+		"source `versions`; with --all or --device, only devices on these")
 	f.StringSliceVar(&o.spec.Devices, "device", nil, "only these device `keys`, comma-separated")
 	f.StringVar(&o.devicesFile, "devices-file", "", "only the devices in `file`, one key a line (- for stdin)")
 	f.BoolVar(&o.spec.All, "all", false, "every device of the product")
 	f.BoolVar(&o.spec.AllowFailedVerification, "allow-failed-verification", false, "accept a failed verdict")
-	f.BoolVar(&o.spec.AllowUnverifiedSource, "allow-unverified-source", false, "accept source versions the verification did not cover")
+	f.BoolVar(&o.spec.AllowUnverifiedSource, "allow-unverified-source", false,
+		"accept source versions the verification did not cover")
 	f.BoolVar(&o.spec.AllowDowngrade, "allow-downgrade", false, "upgrade devices on a newer version too")
-	f.IntVar(&o.spec.Controls.MaxConcurrent, "max-concurrent", ota.DefaultMaxConcurrent, "jobs pushed and unfinished at once (0: no limit)")
-	f.IntVar(&o.spec.Controls.Rate, "rate", 0, "pushes per minute (0: no limit)")
-	f.DurationVar(&o.timeout, "timeout", ota.DefaultBatchTimeout, "fail a job this long after its first progress report")
-	f.DurationVar(&o.start, "start-timeout", ota.DefaultStartTimeout, "fail a pushed job that has not started after this long")
-	f.IntVar(&o.spec.Controls.Retries, "retries", 0, "push failed and timed-out jobs again this many times")
-	f.Float64Var(&o.spec.Controls.AbortFailureRate, "abort-failure-rate", 0, "abort when this share (0 to 1) of finished jobs failed (0: never)")
-	f.IntVar(&o.spec.Controls.AbortMinFinished, "abort-min-finished", 10, "finished jobs before the abort rule applies")
-	f.BoolVar(&o.spec.Controls.Incremental, "incremental", false, "devices that later report a source version join the task")
+	f.IntVar(&ctl.MaxConcurrent, "max-concurrent", ota.DefaultMaxConcurrent,
+		"jobs pushed and unfinished at once (0: no limit)")
+	f.IntVar(&ctl.Rate, "rate", 0, "pushes per minute (0: no limit)")
+	f.DurationVar(&o.timeout, "timeout", ota.DefaultBatchTimeout,
+		"fail a job this long after its first progress report")
+	f.DurationVar(&o.start, "start-timeout", ota.DefaultStartTimeout,
+		"fail a pushed job that has not started after this long")
+	f.IntVar(&ctl.Retries, "retries", 0, "push failed and timed-out jobs again this many times")
+	f.Float64Var(&ctl.AbortFailureRate, "abort-failure-rate", 0,
+		"abort when this share (0 to 1) of finished jobs failed (0: never)")
+	f.IntVar(&ctl.AbortMinFinished, "abort-min-finished", 10, "finished jobs before the abort rule applies")
+	f.BoolVar(&ctl.Incremental, "incremental", false,
+		"devices that later report a source version join the task")
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the plan and change nothing")
 	f.BoolVar(&o.wait, "wait", false, "wait until nothing is queued or unfinished, or the task ends")
 	f.DurationVar(&o.waitTimeout, "wait-timeout", 24*time.Hour, "with --wait, give up after this long (exit 7)")
-	c.AddCommand(newBatchStatusCmd(app), newBatchListCmd(app), newBatchCancelCmd(app),
-		newBatchJobsCmd(app))
-	return c
 }
 
 func runBatch(app *App, o *batchOptions) error {

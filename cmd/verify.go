@@ -59,7 +59,8 @@ canceled and those that failed. Nothing changes when the new round is refused.`
 	f.StringSliceVar(&spec.Devices, "device", nil, "device `keys`, comma-separated, at most 5 (required)")
 	f.IntVar(&spec.MinSuccess, "min-success", 0, "jobs that must succeed to pass (default: all not canceled)")
 	f.IntVar(&spec.MaxFailures, "max-failures", 0, "failed jobs the verdict tolerates")
-	f.DurationVar(&spec.JobTimeout, "job-timeout", ota.DefaultJobTimeout, "fail a job with no result this long after its push")
+	f.DurationVar(&spec.JobTimeout, "job-timeout", ota.DefaultJobTimeout,
+		"fail a job with no result this long after its push")
 	return c
 }
 

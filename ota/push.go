@@ -34,7 +34,8 @@ func jobParams(tx Tx, j *Job, env Env) (UpgradeParams, error) {
 		return UpgradeParams{}, err
 	}
 	if f == nil {
-		return UpgradeParams{}, Errorf(KindInternal, "job %s names firmware %s, which does not exist", j.ID, j.FirmwareID)
+		return UpgradeParams{}, Errorf(KindInternal, "job %s names firmware %s, which does not exist",
+			j.ID, j.FirmwareID)
 	}
 	return UpgradeParams{Version: f.Version, Sign: f.Sign, SignMethod: f.SignMethod,
 		FileURL: env.FileURL(f), FileSize: f.Size, JobID: j.ID}, nil

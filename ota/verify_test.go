@@ -466,7 +466,8 @@ func TestRetainedReportChangesNoKnownDevice(t *testing.T) {
 
 func TestInvalidReportIsRecordedAndChangesNothing(t *testing.T) {
 	f := newFleet(t)
-	bad := ota.Report{Topic: "/sys/pk1/a b/ota/device/inform", Payload: []byte("{"), Invalid: "device key contains a space"}
+	bad := ota.Report{Topic: "/sys/pk1/a b/ota/device/inform", Payload: []byte("{"),
+		Invalid: "device key contains a space"}
 	if replies := f.send(bad); len(replies) != 0 {
 		t.Fatalf("replies to an invalid message: %v", replies)
 	}

@@ -2,7 +2,6 @@ package state
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -100,7 +99,7 @@ func (c *checker) pages() error {
 func scan[T any](c *checker, bucket []byte, fn func(k []byte, rec *T) error) error {
 	return c.t.bucket(bucket).ForEach(func(k, v []byte) error {
 		rec := new(T)
-		if err := json.Unmarshal(v, rec); err != nil {
+		if err := decodeRecord(v, rec); err != nil {
 			return c.addf("%s %x: undecodable record: %v", bucket, k, err)
 		}
 		return fn(k, rec)

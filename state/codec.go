@@ -3,7 +3,6 @@ package state
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 
 	"github.com/otactl/otactl/ota"
@@ -18,7 +17,7 @@ func get[T any](t *tx, bucket []byte, k []byte) (_ *T, err error) {
 		return nil, nil
 	}
 	rec := new(T)
-	if err := json.Unmarshal(v, rec); err != nil {
+	if err := decodeRecord(v, rec); err != nil {
 		return nil, t.corrupt("record %x in bucket %s: %v", k, bucket, err)
 	}
 	return rec, nil
@@ -26,9 +25,9 @@ func get[T any](t *tx, bucket []byte, k []byte) (_ *T, err error) {
 
 // put stores rec under k. Encoding is what copies the caller's record.
 func put(t *tx, bucket, k []byte, rec any) error {
-	v, err := json.Marshal(rec)
+	v, err := encodeRecord(rec)
 	if err != nil {
-		return fmt.Errorf("store: encode record: %w", err)
+		return err
 	}
 	return t.bucket(bucket).Put(k, v)
 }
@@ -37,7 +36,7 @@ func put(t *tx, bucket, k []byte, rec any) error {
 func each[T any](t *tx, bucket, prefix []byte, fn func(*T) error) error {
 	return walk(t, bucket, prefix, func(k, v []byte) error {
 		rec := new(T)
-		if err := json.Unmarshal(v, rec); err != nil {
+		if err := decodeRecord(v, rec); err != nil {
 			return t.corrupt("record %x in bucket %s: %v", k, bucket, err)
 		}
 		return fn(rec)

@@ -199,6 +199,10 @@ var layouts = [][]string{
 	{"meta", "seq", "firmware", "firmware-by-version", "device", "round",
 		"round-by-firmware", "job", "push", "history", "history-by-subject",
 		"task", "set", "lease"},
+	// Version 3 changed how records may be encoded, not the buckets.
+	{"meta", "seq", "firmware", "firmware-by-version", "device", "round",
+		"round-by-firmware", "job", "push", "history", "history-by-subject",
+		"task", "set", "lease"},
 }
 
 func TestSchemaLayouts(t *testing.T) {
@@ -266,7 +270,7 @@ func version0(t *testing.T) string {
 
 // A version 1 file, as otactl wrote it before batch tasks, is refused by a
 // read-only open with a hint and left alone; a write open migrates it to
-// version 2, adding the buckets of tasks, sets and the lease, and keeps
+// the current version, adding the buckets of tasks, sets and the lease, and keeps
 // every record.
 func TestOpenMigratesVersion1(t *testing.T) {
 	path := versionN(t, 1)
@@ -276,12 +280,12 @@ func TestOpenMigratesVersion1(t *testing.T) {
 			Version: "1.0"}); err != nil {
 			return err
 		}
-		return v1.PutDevice(&ota.Device{ProductKey: "pk", DeviceKey: "dk"})
+		return putJSON(b, bucketDevice, devKey("pk", "dk"), &ota.Device{ProductKey: "pk", DeviceKey: "dk"})
 	})
 	before := fileSum(t, path)
 	_, err := Open(path, Options{ReadOnly: true})
 	wantKind(t, "Open(schema 1, read-only)", err, ota.KindState, path,
-		"has schema version 1 and needs migrating to 2")
+		"has schema version 1 and needs migrating to 3")
 	if h := ota.HintOf(err); !strings.Contains(h, "otactl sync") {
 		t.Errorf("hint of Open(schema 1, read-only) = %q, want one naming otactl sync", h)
 	}
@@ -294,8 +298,8 @@ func TestOpenMigratesVersion1(t *testing.T) {
 		t.Fatalf("Open(schema 1): %v", err)
 	}
 	t.Cleanup(func() { checkFile(t, s) })
-	if v := readVersion(t, s); v != 2 {
-		t.Errorf("schema after migration = %d, want 2", v)
+	if v := readVersion(t, s); v != 3 {
+		t.Errorf("schema after migration = %d, want 3", v)
 	}
 	edit(t, s, func(tx ota.Tx) error {
 		must := func(err error) {

@@ -29,6 +29,7 @@ type migration func(*bolt.Tx) error
 var migrations = []migration{
 	createBucketsV1,
 	createBucketsV2,
+	allowBinaryRecords,
 }
 
 // schemaVersion is the version this otactl writes.
@@ -60,6 +61,14 @@ func createBucketsV2(b *bolt.Tx) error {
 	}
 	return nil
 }
+
+// allowBinaryRecords marks a file whose devices, jobs, pushes and history
+// events may be stored in the binary form of record.go. It rewrites
+// nothing: the JSON records of version 2 stay readable and each takes the
+// binary form when it is next written. Its purpose is the version itself,
+// which makes an otactl that reads only JSON refuse the file instead of
+// reporting it damaged.
+func allowBinaryRecords(*bolt.Tx) error { return nil }
 
 // writeMarker makes b's file an otactl file of schema version 0.
 func writeMarker(b *bolt.Tx) error {

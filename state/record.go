@@ -51,6 +51,12 @@ func encodeRecord(rec any) ([]byte, error) {
 	return w.b, nil
 }
 
+// RecordBytes returns the bytes the store keeps for rec, a *ota.Device,
+// *ota.Job, *ota.Push, *ota.Event or any other record. It exists for
+// measurements that compare the store with bare bbolt writing the same
+// bytes (bench/).
+func RecordBytes(rec any) ([]byte, error) { return encodeRecord(rec) }
+
 // decodeRecord fills rec from its stored form, binary or JSON.
 func decodeRecord(v []byte, rec any) error {
 	if len(v) == 0 || v[0] == '{' {

@@ -152,6 +152,7 @@ func (c *Client) options(cfg Config, u *url.URL, tlsCfg *tls.Config) *mqtt.Clien
 		SetAutoAckDisabled(true).
 		SetConnectTimeout(timeout).
 		SetDialer(&net.Dialer{Timeout: timeout}).
+		SetCustomOpenConnectionFn(openConn).
 		SetWriteTimeout(timeout).
 		SetConnectRetry(false).
 		SetAutoReconnect(true).

@@ -5,10 +5,12 @@ package mosquitto
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -40,7 +42,12 @@ func Start(tb testing.TB) *Broker {
 	if err != nil {
 		tb.Fatalf("start mosquitto: %v", err)
 	}
-	tb.Cleanup(b.Stop)
+	tb.Cleanup(func() {
+		b.Stop()
+		if tb.Failed() {
+			tb.Logf("mosquitto log (%s):\n%s", b.Addr, b.Log())
+		}
+	})
 	return b
 }
 
@@ -58,7 +65,9 @@ func Run(dir string) (*Broker, error) {
 	b := &Broker{Addr: fmt.Sprintf("127.0.0.1:%d", port), dir: dir}
 	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\n"+
 		"persistence true\npersistence_location %s/\nmax_queued_messages 0\n"+
-		"max_inflight_messages 0\nlog_dest stderr\nlog_type error\nlog_type warning\n",
+		"max_inflight_messages 0\nlog_dest stderr\nlog_type error\nlog_type warning\n"+
+		// information: the line saying the broker listens, which start waits for
+		"log_type information\n",
 		port, b.dir)
 	if os.Geteuid() == 0 {
 		// Run as root, Mosquitto drops to the mosquitto user, which cannot
@@ -89,8 +98,16 @@ func Binary() (string, error) {
 }
 
 func (b *Broker) start(bin string) error {
+	logPath := filepath.Join(b.dir, "mosquitto.log")
+	// The log is appended to across restarts: this start is done when one
+	// more listening line than before is there.
+	listening := func() int {
+		out, _ := os.ReadFile(logPath)
+		return strings.Count(string(out), "listen socket on port "+b.port()+".")
+	}
+	before := listening()
 	cmd := exec.Command(bin, "-c", filepath.Join(b.dir, "mosquitto.conf"))
-	log, err := os.OpenFile(filepath.Join(b.dir, "mosquitto.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
@@ -102,21 +119,40 @@ func (b *Broker) start(bin string) error {
 	done := make(chan struct{})
 	go func() { cmd.Wait(); log.Close(); close(done) }()
 	b.cmd, b.done = cmd, done
+	// A successful dial alone is not proof: on Restart, another test's
+	// broker may have taken the port while this one was down, and this one
+	// then fails to bind and exits. So the broker's own log must say it
+	// listens, and the port must answer.
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		if c, err := net.DialTimeout("tcp", b.Addr, 200*time.Millisecond); err == nil {
-			c.Close()
-			return nil
-		}
 		select {
 		case <-done:
 			deadline = time.Now()
+			continue
 		default:
+		}
+		if listening() > before {
+			if c, err := net.DialTimeout("tcp", b.Addr, 200*time.Millisecond); err == nil {
+				c.Close()
+				return nil
+			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	out, _ := os.ReadFile(filepath.Join(b.dir, "mosquitto.log"))
+	b.Stop()
+	out, _ := os.ReadFile(logPath)
 	return fmt.Errorf("broker did not listen on %s within 10s; log: %s", b.Addr, strings.TrimSpace(string(out)))
+}
+
+func (b *Broker) port() string {
+	_, port, _ := net.SplitHostPort(b.Addr)
+	return port
+}
+
+// Log returns what the broker has logged so far.
+func (b *Broker) Log() string {
+	out, _ := os.ReadFile(filepath.Join(b.dir, "mosquitto.log"))
+	return string(out)
 }
 
 // Stop ends the broker; its persistence file keeps queued session messages
@@ -146,7 +182,32 @@ func (b *Broker) Restart() error {
 	return b.start(bin)
 }
 
+// freePort picks a free loopback port for a broker below the kernel's
+// ephemeral range, where no port-0 bind or outgoing connection of another
+// test process lands. A broker that restarts gives its port up for a
+// moment, and a port from the ephemeral range could be handed to someone
+// else in that moment. Port 0 is the fallback.
 func freePort() (int, error) {
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				low = n
+			}
+		}
+	}
+	const from = 10000
+	for range 100 {
+		if low <= from+1000 {
+			break
+		}
+		port := from + rand.IntN(low-from)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			l.Close()
+			return port, nil
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err

@@ -163,7 +163,7 @@ func (w *work) informJob(d *Device, r *Report) error {
 		return w.saveJob(d, j, prev, r, change)
 	}
 	if j.Status == JobToBeUpgraded && !j.DispatchedAt.IsZero() {
-		return queuePush(tx, j, env)
+		return w.queuePush(j)
 	}
 	return nil
 }

@@ -6,30 +6,36 @@ import "time"
 // already waiting there, and stores j. The caller's transaction commits it
 // together with whatever made the push necessary; the sender delivers it
 // after commit.
-func queuePush(tx Tx, j *Job, env Env) error {
+func queuePush(tx Tx, j *Job, env Env) error { return newWork(tx, env).queuePush(j) }
+
+func (w *work) queuePush(j *Job) error {
 	if j.PushID != "" {
 		return nil
 	}
-	params, err := jobParams(tx, j, env)
+	params, err := w.jobParams(j)
 	if err != nil {
 		return err
 	}
-	seq, err := tx.NextSeq(PushPrefix)
+	seq, err := w.tx.NextSeq(PushPrefix)
 	if err != nil {
 		return err
 	}
 	j.PushID = FormatID(PushPrefix, seq)
-	if err := tx.PutJob(j); err != nil {
+	if err := w.tx.PutJob(j); err != nil {
 		return err
 	}
-	return tx.PutPush(&Push{ID: j.PushID, JobID: j.ID, ProductKey: j.ProductKey,
-		DeviceKey: j.DeviceKey, Params: params, CreatedAt: env.now()})
+	return w.tx.PutPush(&Push{ID: j.PushID, JobID: j.ID, ProductKey: j.ProductKey,
+		DeviceKey: j.DeviceKey, Params: params, CreatedAt: w.env.now()})
 }
 
 // jobParams is the upgrade command for a job: its firmware's image, and the
 // job's ID so that devices which echo it tie late messages to this job.
 func jobParams(tx Tx, j *Job, env Env) (UpgradeParams, error) {
-	f, err := tx.Firmware(j.FirmwareID)
+	return newWork(tx, env).jobParams(j)
+}
+
+func (w *work) jobParams(j *Job) (UpgradeParams, error) {
+	f, err := w.firmware(j.FirmwareID)
 	if err != nil {
 		return UpgradeParams{}, err
 	}
@@ -38,7 +44,7 @@ func jobParams(tx Tx, j *Job, env Env) (UpgradeParams, error) {
 			j.ID, j.FirmwareID)
 	}
 	return UpgradeParams{Version: f.Version, Sign: f.Sign, SignMethod: f.SignMethod,
-		FileURL: env.FileURL(f), FileSize: f.Size, JobID: j.ID}, nil
+		FileURL: w.env.FileURL(f), FileSize: f.Size, JobID: j.ID}, nil
 }
 
 // dropPush takes j's command out of the outbox, for a job that finished or

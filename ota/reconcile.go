@@ -178,7 +178,7 @@ func (w *work) dispatchJob(t *Task, m string, now time.Time) error {
 		t.Tokens--
 	}
 	w.touch(t)
-	return queuePush(w.tx, j, w.env)
+	return w.queuePush(j)
 }
 
 // taskJobChanged keeps a task's counts and sets in step with one of its

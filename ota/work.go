@@ -11,11 +11,29 @@ type work struct {
 	tasks  map[string]*Task   // tasks read in this transaction, by ID
 	dirty  map[string]bool    // tasks to write back
 	joins  map[string][]*Task // running incremental tasks by product, loaded once
+	// images are firmware read for upgrade commands, by ID. Only the image's
+	// fields (version, digest, size, URL) are used from them, and those
+	// never change once registered; a rollout dispatching 100,000 jobs in
+	// one transaction decoded the same firmware 100,000 times without it.
+	images map[string]*Firmware
 }
 
 func newWork(tx Tx, env Env) *work {
 	return &work{tx: tx, env: env, rounds: map[string]bool{}, tasks: map[string]*Task{},
-		dirty: map[string]bool{}}
+		dirty: map[string]bool{}, images: map[string]*Firmware{}}
+}
+
+// firmware reads a firmware once per transaction, for its image.
+func (w *work) firmware(id string) (*Firmware, error) {
+	if f, ok := w.images[id]; ok {
+		return f, nil
+	}
+	f, err := w.tx.Firmware(id)
+	if err != nil {
+		return nil, err
+	}
+	w.images[id] = f
+	return f, nil
 }
 
 // task reads a task once per transaction; changes to it are written back by

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,43 +17,32 @@ import (
 	"github.com/otactl/otactl/transport"
 )
 
-// The outbox handling of cmd/live.go, which the push benchmark reproduces:
-// a window of 256 pushes awaiting the broker's acknowledgement, and 5,000
-// outbox entries read per round.
-const (
-	batchPushWindow = 256
-	batchFlushChunk = 5000
-	// batchPushTimeout bounds a whole rollout's pushing; a healthy one
-	// takes seconds.
-	batchPushTimeout = 5 * time.Minute
-)
+// batchPushTimeout bounds a whole rollout's pushing; a healthy one takes
+// seconds.
+const batchPushTimeout = 5 * time.Minute
 
 // batchPushPhases is where otactl's time goes while it pushes a whole task.
 type batchPushPhases struct {
 	reconcile time.Duration // ReconcileTasks: every job dispatched, its push queued
 	// reconcileCommit is the part of reconcile spent committing.
 	reconcileCommit time.Duration
-	pending         time.Duration // PendingPushes: reading the outbox and the jobs
-	publish         time.Duration // PushAll: until the broker acknowledged the last push
-	mark            time.Duration // MarkPushed for each, one transaction per round
+	// flush is transport.FlushOutbox, as cmd runs it: reading the outbox,
+	// publishing, recording the acknowledgements, until the outbox is empty.
+	flush time.Duration
 }
 
-func (p batchPushPhases) total() time.Duration {
-	return p.reconcile + p.pending + p.publish + p.mark
-}
+func (p batchPushPhases) total() time.Duration { return p.reconcile + p.flush }
 
 func (p *batchPushPhases) add(q batchPushPhases) {
 	p.reconcile += q.reconcile
 	p.reconcileCommit += q.reconcileCommit
-	p.pending += q.pending
-	p.publish += q.publish
-	p.mark += q.mark
+	p.flush += q.flush
 }
 
 // BenchmarkBatchPush is the issue's first measurement: pushing a batch
 // upgrade to 100,000 devices with no rate and no concurrency limit,
 // against a bare paho publisher sending the same 100,000 messages at QoS 1
-// with the same window of 256 unacknowledged publishes, on one broker in
+// with the same window of unacknowledged publishes (transport.PushWindow), on one broker in
 // the same run. Nobody subscribes to the device topics: the broker
 // acknowledges each publish and drops it, alike for both.
 //
@@ -62,9 +50,9 @@ func (p *batchPushPhases) add(q batchPushPhases) {
 // that holds the fleet and a verified firmware:
 //
 //   - loop: the task is created first (untimed); the clock runs from
-//     ReconcileTasks, which dispatches every job, through the outbox
-//     flushes of cmd/live.go (PendingPushes, Session.PushAll,
-//     MarkPushed) until the outbox is empty.
+//     ReconcileTasks, which dispatches every job, through
+//     transport.FlushOutbox, which cmd runs after it, until the outbox is
+//     empty.
 //   - command: `otactl batch-upgrade FW --all --max-concurrent 0`, run
 //     in-process through cmd.Main, timed whole: opening the state file
 //     and the session, planning and creating the task, and pushing.
@@ -97,9 +85,7 @@ func BenchmarkBatchPush(b *testing.B) {
 	b.ReportMetric(paho.Seconds()/command.Seconds(), "command/paho")
 	b.ReportMetric(perRun(loop.reconcile), "reconcile-s")
 	b.ReportMetric(perRun(loop.reconcileCommit), "reconcile-commit-s")
-	b.ReportMetric(perRun(loop.pending), "pending-s")
-	b.ReportMetric(perRun(loop.publish), "publish-s")
-	b.ReportMetric(perRun(loop.mark), "mark-s")
+	b.ReportMetric(perRun(loop.flush), "flush-s")
 }
 
 // reconcileBatch is one reconcile step, as cmd's advance runs it.
@@ -144,7 +130,7 @@ func batchTaskPushes(tb testing.TB, template, path, fwID string) []batchPushMsg 
 }
 
 // bareBatchPublish times a paho client that publishes msgs at QoS 1 with up to
-// batchPushWindow unacknowledged, from the first publish until the broker
+// transport.PushWindow unacknowledged, from the first publish until the broker
 // acknowledged the last.
 func bareBatchPublish(tb testing.TB, broker *mosquitto.Broker,
 	msgs []batchPushMsg) time.Duration {
@@ -161,10 +147,10 @@ func bareBatchPublish(tb testing.TB, broker *mosquitto.Broker,
 			tb.Fatalf("bare publish: %v", tok.Error())
 		}
 	}
-	window := make([]mqtt.Token, 0, batchPushWindow)
+	window := make([]mqtt.Token, 0, transport.PushWindow)
 	start := time.Now()
 	for _, m := range msgs {
-		if len(window) == batchPushWindow {
+		if len(window) == transport.PushWindow {
 			await(window[0])
 			window = window[1:]
 		}
@@ -203,9 +189,11 @@ func batchPushLoop(tb testing.TB, broker *mosquitto.Broker, template, path,
 	}
 	ph.reconcile = time.Since(start)
 	ph.reconcileCommit = time.Since(fnDone)
-	if err := flushBatchOutbox(ctx, st, sess, &ph); err != nil {
+	flushStart := time.Now()
+	if err := transport.FlushOutbox(ctx, st, sess, batchEnv); err != nil {
 		tb.Fatalf("flush the outbox: %v", err)
 	}
+	ph.flush = time.Since(flushStart)
 	checkBatchPushed(tb, st, task.ID)
 	return ph
 }
@@ -234,63 +222,6 @@ func openBatchSession(tb testing.TB, ctx context.Context, broker *mosquitto.Brok
 		tb.Fatalf("Drain() = %v", err)
 	}
 	return sess
-}
-
-// flushBatchOutbox is cmd/live.go's flush and send: read up to batchFlushChunk
-// pushes worth sending, drop stale ones, push them pipelined, and mark
-// those the broker acknowledged in one transaction, until the outbox is
-// empty.
-func flushBatchOutbox(ctx context.Context, st *state.Store, sess *transport.Session,
-	ph *batchPushPhases) error {
-	for {
-		var send, stale []*ota.Push
-		t0 := time.Now()
-		if err := st.View(func(tx ota.Tx) error {
-			var err error
-			send, stale, err = ota.PendingPushes(tx, batchFlushChunk)
-			return err
-		}); err != nil {
-			return err
-		}
-		if len(stale) > 0 {
-			err := st.Update(func(tx ota.Tx) error { return ota.DropStalePushes(tx, stale) })
-			if err != nil {
-				return err
-			}
-		}
-		t1 := time.Now()
-		ph.pending += t1.Sub(t0)
-		if len(send) == 0 {
-			return nil
-		}
-		var mu sync.Mutex
-		var sent []*ota.Push
-		err := sess.PushAll(ctx, send, batchPushWindow, func(p *ota.Push) {
-			mu.Lock()
-			sent = append(sent, p)
-			mu.Unlock()
-		})
-		t2 := time.Now()
-		ph.publish += t2.Sub(t1)
-		if err != nil {
-			return err
-		}
-		env := batchEnv()
-		if err := st.Update(func(tx ota.Tx) error {
-			for _, p := range sent {
-				if err := ota.MarkPushed(tx, p, env); err != nil {
-					return err
-				}
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
-		ph.mark += time.Since(t2)
-		if len(send) < batchFlushChunk {
-			return nil
-		}
-	}
 }
 
 // checkBatchPushed fails unless every job of the task is pushed and the outbox

@@ -15,10 +15,6 @@ import (
 // what it queued while otactl was away.
 const drainTimeout = 60 * time.Second
 
-// pushWindow is how many pushes may await the broker's acknowledgement at
-// once: pipelining is five times faster than waiting for each (DESIGN.md 10).
-const pushWindow = 256
-
 // live is a command's connection to the fleet. On its own, a command holds
 // the state file for its whole run, so that no other process uses the same
 // MQTT client id, and records device messages through the persistent
@@ -30,7 +26,7 @@ type live struct {
 	st       ota.Store          // the held state file, or short opens beside an agent
 	held     *state.Store       // nil beside an agent
 	sess     *transport.Session // the receiving session; nil beside an agent
-	pub      pusher             // where pushes go
+	pub      transport.Pusher   // where pushes go
 	agent    *ota.Lease         // the agent that receives for us, if any
 	closePub func()             // closes the publish-only client beside an agent
 
@@ -40,12 +36,6 @@ type live struct {
 	kick    chan struct{} // a batch may have queued pushes
 	stop    context.CancelFunc
 	done    chan struct{}
-}
-
-// pusher sends upgrade commands pipelined: a transport.Session or, beside an
-// agent, a publish-only transport.Client.
-type pusher interface {
-	PushAll(ctx context.Context, pushes []*ota.Push, window int, sent func(*ota.Push)) error
 }
 
 // openLive opens the state file and the broker session, and records
@@ -174,69 +164,16 @@ func (l *live) pushLoop(ctx context.Context) {
 	}
 }
 
-// flushChunk is how many outbox entries one flush round reads, so that a
-// rollout without limits does not hold its whole outbox in memory.
-const flushChunk = 5000
-
-// flush sends every queued push and records the broker's acknowledgements,
-// in batches, so that a job counts as pushed only once the broker has it.
+// flush sends every queued push and records the broker's acknowledgements
+// (transport.FlushOutbox), so that a job counts as pushed only once the
+// broker has it.
 func (l *live) flush(ctx context.Context) error {
 	l.flushMu.Lock()
 	defer l.flushMu.Unlock()
 	if l.pub == nil {
 		return nil // an agent between two sessions: the next tick sends them
 	}
-	for {
-		var send, stale []*ota.Push
-		if err := l.view(func(tx ota.Tx) error {
-			var err error
-			send, stale, err = ota.PendingPushes(tx, flushChunk)
-			return err
-		}); err != nil {
-			return err
-		}
-		if len(stale) > 0 {
-			if err := l.update(func(tx ota.Tx) error { return ota.DropStalePushes(tx, stale) }); err != nil {
-				return err
-			}
-		}
-		if len(send) == 0 {
-			return nil
-		}
-		if err := l.send(ctx, send); err != nil {
-			return err
-		}
-		if len(send) < flushChunk {
-			return nil
-		}
-	}
-}
-
-// send pushes pipelined and marks what the broker acknowledged, also when
-// the broker failed part way.
-func (l *live) send(ctx context.Context, pushes []*ota.Push) error {
-	var mu sync.Mutex
-	var sent []*ota.Push
-	err := l.pub.PushAll(ctx, pushes, pushWindow, func(p *ota.Push) {
-		mu.Lock()
-		sent = append(sent, p)
-		mu.Unlock()
-	})
-	if len(sent) == 0 {
-		return err
-	}
-	uerr := l.update(func(tx ota.Tx) error {
-		for _, p := range sent {
-			if err := ota.MarkPushed(tx, p, l.env()); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err == nil {
-		err = uerr
-	}
-	return err
+	return transport.FlushOutbox(ctx, l.st, l.pub, l.env)
 }
 
 // advance applies verification timeouts and the reconcile step of running

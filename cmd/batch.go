@@ -131,6 +131,20 @@ func runBatch(app *App, o *batchOptions) error {
 	if err != nil {
 		return err
 	}
+	// The first devices got their jobs with the task; the rest get theirs
+	// one transaction per chunk (ota.CreateTask).
+	for left := task.Counts.Planned; left > 0 && app.Context.Err() == nil; {
+		if err := l.update(func(tx ota.Tx) error {
+			var err error
+			left, err = ota.EnqueuePlanned(tx, task.ID, l.env())
+			return err
+		}); err != nil {
+			return err
+		}
+	}
+	if t := l.task(task.ID); t != nil {
+		task = t
+	}
 	app.infof("created batch task %s: %s to %s (skipped: %s)", task.ID, devices(task.Counts.Targets),
 		task.TargetVersion, ota.CountSummary(task.Skipped))
 	if err := l.advance(app.Context); err != nil {
@@ -280,7 +294,7 @@ func newBatchListCmd(app *App) *cobra.Command {
 				c := t.Counts
 				tb.add(t.ID, t.FirmwareID, t.ProductKey+"/"+t.TargetVersion, string(t.Status),
 					itoa(c.Targets), itoa(c.Succeeded), itoa(c.Failed), itoa(c.Pushed+c.InProgress),
-					itoa(c.Queued), timeCell(t.CreatedAt, app.IO.OutTTY, app.Now()))
+					itoa(c.Queued+c.Planned), timeCell(t.CreatedAt, app.IO.OutTTY, app.Now()))
 			}
 			if len(tasks) == 0 {
 				app.infof("no batch tasks")

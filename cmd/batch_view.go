@@ -84,7 +84,7 @@ func (a *App) printTask(t *ota.Task) error {
 		"from", strings.Join(t.FromVersions, ", "), "status", string(t.Status), "reason", t.Reason,
 		"jobs", fmt.Sprintf("%d (%d succeeded, %d failed, %d canceled, %d in progress, "+
 			"%d pushed, %d queued, %d retried)", c.Targets, c.Succeeded, c.Failed, c.Canceled,
-			c.InProgress, c.Pushed, c.Queued, c.Retried),
+			c.InProgress, c.Pushed, c.Queued+c.Planned, c.Retried),
 		"peak in flight", itoa(c.PeakInFlight)+limitNote(t.Controls.MaxConcurrent),
 		"skipped", ota.CountSummary(t.Skipped), "failures", ota.CountSummary(t.Failures),
 		"created", timeCell(t.CreatedAt, false, a.Now()), "finished", timeCell(t.FinishedAt, false, a.Now()))

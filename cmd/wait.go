@@ -88,7 +88,7 @@ func (l *live) waitTask(id string, timeout time.Duration) error {
 			return false, "", ota.Invalid("batch task %q not found", id)
 		}
 		c := t.Counts
-		idle := c.Queued == 0 && c.Pushed == 0 && c.InProgress == 0
+		idle := c.Planned == 0 && c.Queued == 0 && c.Pushed == 0 && c.InProgress == 0
 		return t.Status != ota.TaskRunning || idle, taskProgress(t), nil
 	})
 	if t == nil {
@@ -113,5 +113,5 @@ func taskProgress(t *ota.Task) string {
 	c := t.Counts
 	done := c.Succeeded + c.Failed + c.Canceled
 	return fmt.Sprintf("%s: %d/%d finished (%d succeeded, %d failed), %d in progress, %d pushed, "+
-		"%d queued", t.ID, done, c.Targets, c.Succeeded, c.Failed, c.InProgress, c.Pushed, c.Queued)
+		"%d queued", t.ID, done, c.Targets, c.Succeeded, c.Failed, c.InProgress, c.Pushed, c.Queued+c.Planned)
 }

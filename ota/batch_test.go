@@ -478,3 +478,85 @@ func TestBatchAbortedTaskStillTimesOut(t *testing.T) {
 	f.reconcile()
 	wantStatus(t, f.job("d1"), ota.JobFailed, "timed out at step 10")
 }
+
+// unjobbed lists the devices among keys that have no job at all yet: the
+// planned targets of a task that have not had their turn.
+func (f *fleet) unjobbed(keys []string) []string {
+	f.t.Helper()
+	var out []string
+	f.view(func(tx ota.Tx) error {
+		for _, k := range keys {
+			d, err := tx.Device("pk1", k)
+			if err != nil {
+				return err
+			}
+			if d.ActiveJob == "" && d.LastJob == "" {
+				out = append(out, k)
+			}
+		}
+		return nil
+	})
+	return out
+}
+
+// A task over more devices than one transaction gives jobs to keeps the
+// rest planned; when their turn comes each is looked at again, so a device
+// that took another job or reached the target meanwhile is skipped as the
+// plan would have skipped it, and never gets a second active job.
+func TestBatchPlannedDevicesAreCheckedAgain(t *testing.T) {
+	f := newFleet(t)
+	fw := f.verified("2.0.0", "1.0.0")
+	keys := f.devices(ota.PlannedChunk+5, "d", "1.0.0")
+	task := f.mustTask(ota.BatchSpec{Firmware: fw.ID, FromVersions: []string{"1.0.0"},
+		Controls: controls()})
+	planned := f.unjobbed(keys)
+	if len(planned) != 5 || task.Counts.Planned != 5 || task.Counts.Queued != ota.PlannedChunk {
+		t.Fatalf("after CreateTask: %d devices without a job, counts %+v; want 5 planned, %d queued",
+			len(planned), task.Counts, ota.PlannedChunk)
+	}
+	other := f.firmware("1.5.0")
+	f.mustStart(other.ID, "1.0.0", planned[0])
+	f.ackPushes()
+	f.send(f.inform(planned[1], "2.0.0"))
+
+	// No EnqueuePlanned: as after a creator that stopped, reconcile does it.
+	f.reconcile()
+	got := f.task(task.ID)
+	c := got.Counts
+	if c.Planned != 0 || c.Targets != ota.PlannedChunk+3 || got.Skipped[ota.SkipBusy] != 1 ||
+		got.Skipped[ota.SkipOnTarget] != task.Skipped[ota.SkipOnTarget]+1 {
+		t.Fatalf("after reconcile: counts %+v skipped %v; want 0 planned, %d targets, one more busy "+
+			"and one more on target than %v", c, got.Skipped, ota.PlannedChunk+3, task.Skipped)
+	}
+	if j := f.job(planned[0]); j.FirmwareID != other.ID {
+		t.Fatalf("busy device's job is for %s, want its verification of %s", j.FirmwareID, other.ID)
+	}
+	if n := len(f.unjobbed(planned)); n != 1 {
+		t.Fatalf("%d planned devices still without a job, want only the one on the target", n)
+	}
+}
+
+// Canceling a task before its planned devices had their jobs counts them
+// canceled and leaves them free for the next task.
+func TestBatchCancelWithPlannedDevices(t *testing.T) {
+	f := newFleet(t)
+	fw := f.verified("2.0.0", "1.0.0")
+	keys := f.devices(ota.PlannedChunk+5, "d", "1.0.0")
+	task := f.mustTask(ota.BatchSpec{Firmware: fw.ID, FromVersions: []string{"1.0.0"},
+		Controls: controls()})
+	f.update(func(tx ota.Tx) error {
+		_, err := ota.CancelTask(tx, task.ID, f.env())
+		return err
+	})
+	got := f.task(task.ID)
+	if got.Status != ota.TaskCanceled || got.Counts.Planned != 0 ||
+		got.Counts.Canceled != ota.PlannedChunk+5 {
+		t.Fatalf("canceled task = %s %+v, want every one of %d devices canceled",
+			got.Status, got.Counts, ota.PlannedChunk+5)
+	}
+	next := f.mustTask(ota.BatchSpec{Firmware: fw.ID, FromVersions: []string{"1.0.0"},
+		Controls: controls()})
+	if next.Counts.Targets != len(keys) {
+		t.Fatalf("next task targets %d devices, want all %d", next.Counts.Targets, len(keys))
+	}
+}

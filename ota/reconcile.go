@@ -59,11 +59,15 @@ func (w *work) reconcile(t *Task) error {
 	if t.Status != TaskRunning {
 		return nil // the abort rule stopped it
 	}
+	// A task whose creator stopped before every planned device had its job.
+	if err := w.enqueuePlanned(t, PlannedChunk); err != nil {
+		return err
+	}
 	if err := w.dispatch(t); err != nil {
 		return err
 	}
 	c := t.Counts
-	if c.Queued == 0 && c.Pushed == 0 && c.InProgress == 0 && !t.Controls.Incremental {
+	if c.Planned == 0 && c.Queued == 0 && c.Pushed == 0 && c.InProgress == 0 && !t.Controls.Incremental {
 		return w.finishTask(t, TaskCompleted, "")
 	}
 	return nil
@@ -305,6 +309,9 @@ func (w *work) finishTask(t *Task, status TaskStatus, reason string) error {
 			return err
 		}
 	}
+	if err := w.dropPlanned(t); err != nil {
+		return err
+	}
 	now := w.env.now()
 	t.Status, t.Reason, t.FinishedAt = status, reason, now
 	w.touch(t)
@@ -315,6 +322,26 @@ func (w *work) finishTask(t *Task, status TaskStatus, reason string) error {
 	}
 	return w.tx.AppendEvent(&Event{Time: now, Subject: "task/" + t.ID, Action: string(status),
 		Detail: detail})
+}
+
+// dropPlanned counts the planned devices of a task that stops before their
+// jobs were created as canceled, and forgets them.
+func (w *work) dropPlanned(t *Task) error {
+	var keys []string
+	if err := w.tx.SetEach(taskPlanned(t.ID), "", func(k string) error {
+		keys = append(keys, k)
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := w.tx.SetRemove(taskPlanned(t.ID), k); err != nil {
+			return err
+		}
+	}
+	t.Counts.Canceled += t.Counts.Planned
+	t.Counts.Planned = 0
+	return nil
 }
 
 // cancelPending cancels the set's jobs that are still To be upgraded.

@@ -29,7 +29,8 @@ type TaskControls struct {
 // TaskCounts tally a task's jobs. Failed counts only final failures: a job
 // that is retried is counted in Retried, and its next attempt in the rest.
 type TaskCounts struct {
-	Targets    int `json:"targets"`    // jobs created, first attempts only
+	Targets    int `json:"targets"`    // devices chosen; their first attempts
+	Planned    int `json:"planned"`    // chosen, their job not created yet (CreateTask)
 	Queued     int `json:"queued"`     // waiting for their turn to be pushed
 	Pushed     int `json:"pushed"`     // pushed, not started yet
 	InProgress int `json:"inProgress"` // reported progress

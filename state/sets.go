@@ -34,11 +34,9 @@ func (t *tx) SetAdd(set, member string) (err error) {
 	if err := checkSet(set, member); err != nil {
 		return err
 	}
-	b, k := t.bucket(bucketSet), setKey(set, member)
-	if b.Get(k) != nil {
-		return nil
-	}
-	return b.Put(k, nil)
+	// A member added again is written again, unchanged: a lookup first
+	// would cost every add a second search of the bucket.
+	return t.bucket(bucketSet).Put(setKey(set, member), nil)
 }
 
 // SetRemove implements ota.Tx.

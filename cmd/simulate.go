@@ -31,7 +31,7 @@ chosen by --seed, fails every upgrade in --fail-mode instead:
 ` + "  " + strings.Join(modes, ", ") + `.
 Device keys are --key-prefix followed by 1..N. Many devices share each MQTT
 connection, so large fleets fit on one machine. A summary is printed on exit
-(stderr; stdout with --json).`,
+on stderr; with --json it is also the one JSON document on stdout.`,
 		Example: `  $ otactl simulate --product pk1 --devices 50 --version 1.0.0 &
   $ otactl simulate --product pk1 --devices 5 --version 1.0.0 --fail-rate 0.2 \
       --fail-mode verify --seed 7 --duration 2m`,

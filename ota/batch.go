@@ -143,7 +143,10 @@ func checkGate(tx Tx, f *Firmware, spec BatchSpec) error {
 	}
 	for _, r := range rounds {
 		if !r.Finished() {
-			return Refused("firmware %s has verification round %d still running", f.ID, r.Round.Number)
+			return Refused("firmware %s has verification round %d still running: %s", f.ID,
+				r.Round.Number, activeJobs(r)).
+				WithHint("otactl verify status %s --wait (a job ends when its device reports, "+
+					"or fails once its timeout passes)", f.ID)
 		}
 	}
 	return tx.EachTask(func(t *Task) error {
@@ -153,6 +156,25 @@ func checkGate(tx Tx, f *Firmware, spec BatchSpec) error {
 		}
 		return nil
 	})
+}
+
+// activeJobs names a round's unfinished jobs, and when each times out, for
+// the operator who must wait for them: an older round's job in progress
+// cannot be canceled, only waited for.
+func activeJobs(r *RoundReport) string {
+	var parts []string
+	for _, j := range r.Jobs {
+		if !j.Status.Active() {
+			continue
+		}
+		part := j.DeviceKey + " " + j.Status.Label()
+		if !j.PushedAt.IsZero() {
+			due := j.PushedAt.Add(time.Duration(r.Round.JobTimeout)).UTC()
+			part += ", times out at " + due.Format(time.RFC3339)
+		}
+		parts = append(parts, part)
+	}
+	return strings.Join(parts, "; ")
 }
 
 func chooseTargets(tx Tx, f *Firmware, spec BatchSpec, p *BatchPlan) error {

@@ -560,3 +560,50 @@ func TestBatchCancelWithPlannedDevices(t *testing.T) {
 		t.Fatalf("next task targets %d devices, want all %d", next.Counts.Targets, len(keys))
 	}
 }
+
+// A job of an older round still in progress keeps the gate shut even once
+// a newer round passed; the refusal names the device and when its job
+// times out, since it cannot be canceled, only waited for.
+func TestBatchGateNamesTheUnfinishedJobOfAnOlderRound(t *testing.T) {
+	f := newFleet(t)
+	f.send(f.inform("slow", "1.0.0"), f.inform("d1", "1.0.0"))
+	fw := f.firmware("2.0.0")
+	f.mustStart(fw.ID, "1.0.0", "slow")
+	f.ackPushes()
+	f.send(f.progress("slow", 40))
+	f.update(func(tx ota.Tx) error {
+		_, _, err := ota.Reverify(tx, ota.VerifySpec{Firmware: fw.ID, FromVersions: []string{"1.0.0"},
+			Devices: []string{"d1"}, JobTimeout: time.Hour}, f.env())
+		return err
+	})
+	f.ackPushes()
+	f.send(f.progress("d1", 100), f.inform("d1", "2.0.0"))
+	if got := f.fw(fw.ID); got.Verdict != ota.VerdictPassed {
+		t.Fatalf("verdict after round 2 = %q, want passed", got.Verdict)
+	}
+	_, err := f.plan(ota.BatchSpec{Firmware: fw.ID, All: true})
+	pushed := f.job("slow").PushedAt
+	due := pushed.Add(time.Duration(f.round1Timeout(fw.ID))).Format(time.RFC3339)
+	want := "round 1 still running: slow In progress, times out at " + due
+	if ota.KindOf(err) != ota.KindRefused || !strings.Contains(err.Error(), want) {
+		t.Fatalf("plan with round 1 unfinished: err = %v, want refusal containing %q", err, want)
+	}
+}
+
+func (f *fleet) round1Timeout(fwID string) ota.Duration {
+	f.t.Helper()
+	var d ota.Duration
+	f.view(func(tx ota.Tx) error {
+		fw, err := tx.Firmware(fwID)
+		if err != nil {
+			return err
+		}
+		rounds, err := ota.Rounds(tx, fw)
+		if err != nil || len(rounds) == 0 {
+			return fmt.Errorf("rounds of %s: %v", fwID, err)
+		}
+		d = rounds[0].Round.JobTimeout
+		return nil
+	})
+	return d
+}

@@ -160,7 +160,8 @@ func CancelVerification(tx Tx, ref string, devices []string, env Env) ([]*Job, e
 		j := findJob(rep.Jobs, k)
 		switch {
 		case j == nil:
-			problems = append(problems, fmt.Sprintf("%s (no job in round %d)", k, rep.Round.Number))
+			problems = append(problems, fmt.Sprintf("%s (no job in round %d, the newest)", k,
+				rep.Round.Number))
 		case j.Status != JobToBeUpgraded:
 			problems = append(problems, fmt.Sprintf("%s (%s)", k, j.Status.Label()))
 		default:

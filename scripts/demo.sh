@@ -36,8 +36,18 @@ die() {
   printf '%sdemo failed: %s%s\n' "$red" "$*" "$reset" >&2
   exit 1
 }
-# show prints a command the way a reader would type it.
-show() { printf '%s$ %s%s\n' "$bold" "$*" "$reset"; }
+# show prints a command the way a reader would type it, quoting the words
+# that need it, so that it can be pasted back into a shell.
+show() {
+  local line="" w
+  for w in "$@"; do
+    case $w in
+      *[!A-Za-z0-9_./:=,@%+-]* | "") w="'${w//\'/\'\\\'\'}'" ;;
+    esac
+    line+="${line:+ }$w"
+  done
+  printf '%s$ %s%s\n' "$bold" "$line" "$reset"
+}
 # run shows a command and runs it; any non-zero exit ends the demo. stderr
 # joins stdout so that messages stay next to the command that printed them.
 run() {
@@ -265,8 +275,9 @@ run otactl batch-upgrade "$FW" --from-version "$FROM" --dry-run
 
 heading "Roll out to the healthy devices, two at a time"
 note "the device keys come from device list through a pipe: --devices-file -"
-show "otactl device list --product $PRODUCT --version $FROM | cut -f2 | grep '^sim-' |"
-show "    otactl batch-upgrade $FW --devices-file - --max-concurrent 2 --wait"
+printf '%s$ %s\n    %s%s\n' "$bold" \
+  "otactl device list --product $PRODUCT --version $FROM | cut -f2 | grep '^sim-' |" \
+  "otactl batch-upgrade $FW --devices-file - --max-concurrent 2 --wait --wait-timeout 5m" "$reset"
 otactl device list --product "$PRODUCT" --version "$FROM" | cut -f2 | grep '^sim-' |
   otactl batch-upgrade "$FW" --devices-file - --max-concurrent 2 --wait --wait-timeout 5m 2>&1
 run otactl batch-upgrade list

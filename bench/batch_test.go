@@ -197,16 +197,12 @@ func createBatchTask(tb testing.TB, st *state.Store, spec ota.BatchSpec) *ota.Ta
 // batchCreatePhases is where the time of PlanBatch + CreateTask goes.
 type batchCreatePhases struct {
 	plan, create, commit time.Duration
-	// enqueue is the EnqueuePlanned transactions after the first, which
-	// give the rest of the devices their jobs, commits included.
-	enqueue time.Duration
 }
 
-func (p batchCreatePhases) total() time.Duration { return p.plan + p.create + p.commit + p.enqueue }
+func (p batchCreatePhases) total() time.Duration { return p.plan + p.create + p.commit }
 
-// timeBatchTask is createBatchTask, timing PlanBatch, CreateTask, the
-// commit of their transaction, and the EnqueuePlanned transactions that
-// batch-upgrade runs after it, apart.
+// timeBatchTask is createBatchTask, timing PlanBatch, CreateTask and the
+// commit of their transaction apart.
 func timeBatchTask(tb testing.TB, st *state.Store,
 	spec ota.BatchSpec) (*ota.Task, batchCreatePhases) {
 	tb.Helper()
@@ -228,24 +224,6 @@ func timeBatchTask(tb testing.TB, st *state.Store,
 	ph.commit = time.Since(fnDone)
 	if err != nil {
 		tb.Fatalf("PlanBatch + CreateTask: %v", err)
-	}
-	enqueueStart := time.Now()
-	for left := t.Counts.Planned; left > 0; {
-		if err := st.Update(func(tx ota.Tx) error {
-			var err error
-			left, err = ota.EnqueuePlanned(tx, t.ID, batchEnv())
-			return err
-		}); err != nil {
-			tb.Fatalf("EnqueuePlanned: %v", err)
-		}
-	}
-	ph.enqueue = time.Since(enqueueStart)
-	if err := st.View(func(tx ota.Tx) error {
-		var err error
-		t, err = tx.Task(t.ID)
-		return err
-	}); err != nil {
-		tb.Fatal(err)
 	}
 	return t, ph
 }
@@ -288,10 +266,11 @@ func openBatchState(tb testing.TB, path string) *state.Store {
 
 // BenchmarkBatchCreate is the second measurement: planning and
 // creating a batch task over 100,000 devices (PlanBatch and CreateTask in
-// one Update, then EnqueuePlanned until every device has its job, as
-// batch-upgrade runs them) against a bare bbolt loop that
-// writes 100,000 job records, in the store's encoding, in transactions of 1,000,
-// in the same run. The target is a ratio (otactl/bare time) of 2 or less.
+// one Update, as batch-upgrade runs them) against a bare bbolt loop that
+// writes 100,000 job records, in the store's encoding, in transactions of
+// 1,000, in the same run. The target is a ratio (otactl/bare time) of 2 or
+// less. CreateTask records the targets and writes no job: each job is
+// written when it is dispatched, and BenchmarkBatchPush counts that cost.
 // Run:
 //
 //	go test ./bench -run '^$' -bench BatchCreate -benchtime 1x -count 5
@@ -313,7 +292,6 @@ func BenchmarkBatchCreate(b *testing.B) {
 		}
 		otactl.plan, otactl.create, otactl.commit = otactl.plan+ph.plan,
 			otactl.create+ph.create, otactl.commit+ph.commit
-		otactl.enqueue += ph.enqueue
 		_ = st.Close()
 		barePath := filepath.Join(dir, fmt.Sprintf("bare-%d.db", n))
 		bare += bareBatchJobWrites(b, barePath, batchDevices)
@@ -323,7 +301,6 @@ func BenchmarkBatchCreate(b *testing.B) {
 	b.ReportMetric(perRun(otactl.plan), "plan-s")
 	b.ReportMetric(perRun(otactl.create), "create-s")
 	b.ReportMetric(perRun(otactl.commit), "commit-s")
-	b.ReportMetric(perRun(otactl.enqueue), "enqueue-s")
 	b.ReportMetric(perRun(bare), "bare-s")
 	b.ReportMetric(otactl.total().Seconds()/bare.Seconds(), "otactl/bare")
 }

@@ -131,20 +131,6 @@ func runBatch(app *App, o *batchOptions) error {
 	if err != nil {
 		return err
 	}
-	// The first devices got their jobs with the task; the rest get theirs
-	// one transaction per chunk (ota.CreateTask).
-	for left := task.Counts.Planned; left > 0 && app.Context.Err() == nil; {
-		if err := l.update(func(tx ota.Tx) error {
-			var err error
-			left, err = ota.EnqueuePlanned(tx, task.ID, l.env())
-			return err
-		}); err != nil {
-			return err
-		}
-	}
-	if t := l.task(task.ID); t != nil {
-		task = t
-	}
 	app.infof("created batch task %s: %s to %s (skipped: %s)", task.ID, devices(task.Counts.Targets),
 		task.TargetVersion, ota.CountSummary(task.Skipped))
 	if err := l.advance(app.Context); err != nil {

@@ -15,7 +15,9 @@ func newBatchJobsCmd(app *App) *cobra.Command {
 		Use:   "jobs <task> [--status <status>]",
 		Short: "List a batch task's jobs, one row per device and attempt",
 		Long: `List the jobs of a batch task as recorded: device, status, step, description,
-failure reason, attempt and times. It reads the state file only (run sync or
+failure reason, attempt and times. Devices that wait for their turn have no
+job yet: they are listed last, To be upgraded, with attempt 0 and the
+description "planned, not pushed yet". It reads the state file only (run sync or
 keep the agent running for fresh records), and prints rows as it reads them,
 so a task over 100,000 devices does not sit in memory.`,
 		Example: `  $ otactl batch-upgrade jobs task-1 --status failed
@@ -33,6 +35,18 @@ so a task over 100,000 devices does not sit in memory.`,
 	}
 	c.Flags().StringVar(&status, "status", "", "only jobs in this `status`")
 	return c
+}
+
+// plannedJob is the row of a device that waits in the task's plan for its
+// job: To be upgraded, with no job ID, attempt or times yet.
+func plannedJob(tx ota.Tx, t *ota.Task, deviceKey string) (*ota.Job, error) {
+	j := &ota.Job{DeviceKey: deviceKey, ProductKey: t.ProductKey, TaskID: t.ID,
+		TargetVersion: t.TargetVersion, Status: ota.JobToBeUpgraded, Desc: "planned, not pushed yet"}
+	d, err := tx.Device(t.ProductKey, deviceKey)
+	if d != nil {
+		j.SourceVersion = d.Version
+	}
+	return j, err
 }
 
 func runBatchJobs(app *App, taskID string, status ota.JobStatus) error {
@@ -59,9 +73,19 @@ func runBatchJobs(app *App, taskID string, status ota.JobStatus) error {
 			if t == nil {
 				return ota.Invalid("batch task %q not found", taskID).WithHint("otactl batch-upgrade list")
 			}
-			return tx.EachJob(func(j *ota.Job) error {
+			err = tx.EachJob(func(j *ota.Job) error {
 				if j.TaskID != taskID || (status != "" && j.Status != status) {
 					return nil
+				}
+				return emit(j)
+			})
+			if err != nil || (status != "" && status != ota.JobToBeUpgraded) {
+				return err
+			}
+			return ota.EachPlanned(tx, taskID, func(dk string) error {
+				j, err := plannedJob(tx, t, dk)
+				if err != nil {
+					return err
 				}
 				return emit(j)
 			})

@@ -62,6 +62,7 @@ type BatchPlan struct {
 	Examples  []Skip         // the first skipped devices
 	Uncovered []string       // target source versions the verification did not cover
 	targets   []planTarget
+	planning  []string // running tasks of the product with devices reserved (PlanningTasks)
 }
 
 type planTarget struct{ deviceKey, version string }
@@ -178,6 +179,10 @@ func activeJobs(r *RoundReport) string {
 }
 
 func chooseTargets(tx Tx, f *Firmware, spec BatchSpec, p *BatchPlan) error {
+	var err error
+	if p.planning, err = PlanningTasks(tx, f.ProductKey); err != nil {
+		return err
+	}
 	if len(spec.Devices) > 0 {
 		for _, k := range dedupe(spec.Devices) {
 			if err := ValidateKey("device key", k); err != nil {
@@ -229,6 +234,13 @@ func (p *BatchPlan) consider(tx Tx, f *Firmware, spec BatchSpec, d *Device, name
 		} else if j != nil {
 			skip.Detail = fmt.Sprintf("busy with %s (firmware %s, %s)", j.ID, j.FirmwareID, j.Status.Label())
 		}
+		p.skip(skip)
+		return nil
+	}
+	if id, err := PlannedIn(tx, p.planning, d.DeviceKey); err != nil {
+		return err
+	} else if id != "" {
+		skip.Reason, skip.Detail = SkipBusy, "planned in batch task "+id+", not pushed yet"
 		p.skip(skip)
 		return nil
 	}
@@ -300,15 +312,15 @@ func checkCoverage(tx Tx, f *Firmware, spec BatchSpec, p *BatchPlan) error {
 }
 
 // CreateTask turns a plan made in the same transaction into a running task
-// that holds every target. Nothing is pushed yet: ReconcileTasks dispatches
-// jobs as the controls allow.
+// that holds every target. Nothing is pushed yet, and no job exists yet:
+// the targets are recorded in the task's planned set, and ReconcileTasks
+// gives each its job when the controls let it be pushed (dispatchPlanned).
 //
-// The targets are recorded in the task's planned set, and the first
-// PlannedChunk of them get their queued job at once; the caller gives the
-// rest theirs with EnqueuePlanned, one transaction per chunk, as
-// ReconcileTasks also does for a task whose creator stopped part way. A
-// single transaction for every job of a fleet of 100,000 held hundreds of
-// megabytes of bbolt's dirty pages in memory until its commit.
+// Creating every job up front cost five writes per device before the first
+// push, and for a fleet of 100,000 either hundreds of megabytes of dirty
+// pages in one transaction or a task that stood half created across many.
+// A planned device is reserved all the same: verification rounds and other
+// tasks treat it as busy (PlannedIn).
 func CreateTask(tx Tx, p *BatchPlan, spec BatchSpec, env Env) (*Task, error) {
 	if p.Targets == 0 {
 		return nil, Refused("no device to upgrade to %s: %s", p.Firmware.Version, CountSummary(p.Skipped))
@@ -331,148 +343,146 @@ func CreateTask(tx Tx, p *BatchPlan, spec BatchSpec, env Env) (*Task, error) {
 			t.FromVersions = append(t.FromVersions, s.Version)
 		}
 	}
-	w := newWork(tx, env)
-	w.tasks[t.ID] = t
-	for i, target := range p.targets {
-		if i >= PlannedChunk {
-			if err := tx.SetAdd(taskPlanned(t.ID), target.deviceKey); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		t.Counts.Planned--
-		if err := w.enqueueTarget(t, target.deviceKey); err != nil {
+	for _, target := range p.targets {
+		if err := tx.SetAdd(taskPlanned(t.ID), target.deviceKey); err != nil {
 			return nil, err
 		}
 	}
-	w.touch(t)
+	if err := tx.PutTask(t); err != nil {
+		return nil, err
+	}
 	detail := fmt.Sprintf("batch task %s to %s created for %d devices; skipped: %s",
 		t.ID, f.Version, p.Targets, CountSummary(p.Skipped))
 	if err := tx.AppendEvent(&Event{Time: now, Subject: "task/" + t.ID, Action: "created",
 		Detail: detail}); err != nil {
 		return nil, err
 	}
-	if err := tx.AppendEvent(&Event{Time: now, Subject: FirmwareSubject(f.ID), Action: "batch",
-		Detail: detail}); err != nil {
-		return nil, err
-	}
-	return t, w.finish()
+	return t, tx.AppendEvent(&Event{Time: now, Subject: FirmwareSubject(f.ID), Action: "batch",
+		Detail: detail})
 }
 
-// PlannedChunk is how many planned devices of a task get their job in one
-// transaction: the batching DESIGN.md section 10 measured as fast as much
-// larger ones, at a bounded memory cost.
-const PlannedChunk = 1000
-
-// EnqueuePlanned gives up to PlannedChunk of a running task's planned
-// devices their queued job and returns how many remain planned.
-func EnqueuePlanned(tx Tx, taskID string, env Env) (left int, err error) {
-	w := newWork(tx, env)
-	t, err := w.task(taskID)
-	if err != nil {
-		return 0, err
-	}
-	if err := w.enqueuePlanned(t, PlannedChunk); err != nil {
-		return 0, err
-	}
-	return t.Counts.Planned, w.finish()
-}
-
-// enqueuePlanned gives up to n planned devices of t their job. Each device
-// is looked at again: since it was planned, it may have taken another job,
-// reached the target, or moved past it, and is then skipped for that
-// reason as the plan would have skipped it.
-func (w *work) enqueuePlanned(t *Task, n int) error {
-	if t.Status != TaskRunning || t.Counts.Planned <= 0 {
-		return nil
-	}
-	var keys []string
-	err := w.tx.SetEach(taskPlanned(t.ID), "", func(k string) error {
-		keys = append(keys, k)
-		if len(keys) == n {
-			return errStop
+// PlanningTasks returns the IDs of the running tasks of a product that
+// still have planned devices: those whose targets are reserved without a
+// job. Callers that check many devices read it once and pass it to
+// PlannedIn.
+func PlanningTasks(tx Tx, productKey string) ([]string, error) {
+	var ids []string
+	err := tx.EachTask(func(t *Task) error {
+		if t.ProductKey == productKey && t.Status == TaskRunning && t.Counts.Planned > 0 {
+			ids = append(ids, t.ID)
 		}
 		return nil
 	})
-	if err != nil && err != errStop {
-		return err
+	return ids, err
+}
+
+// PlannedIn returns the first of the tasks whose planned set holds the
+// device, or "" when none does.
+func PlannedIn(tx Tx, taskIDs []string, deviceKey string) (string, error) {
+	for _, id := range taskIDs {
+		ok, err := tx.SetHas(taskPlanned(id), deviceKey)
+		if err != nil || ok {
+			return id, err
+		}
 	}
-	for _, k := range keys {
-		if err := w.tx.SetRemove(taskPlanned(t.ID), k); err != nil {
+	return "", nil
+}
+
+// EachPlanned visits the planned devices of a task, those still waiting for
+// their job, in key order.
+func EachPlanned(tx Tx, taskID string, fn func(deviceKey string) error) error {
+	return tx.SetEach(taskPlanned(taskID), "", fn)
+}
+
+// dispatchPlanned gives up to n planned devices of t their job and pushes
+// them. Each device is looked at again, since it may have changed since it
+// was planned: one that no longer qualifies is skipped for the reason the
+// plan would have given, and does not count against n.
+func (w *work) dispatchPlanned(t *Task, n int) error {
+	for n > 0 && t.Counts.Planned > 0 {
+		var keys []string
+		err := w.tx.SetEach(taskPlanned(t.ID), "", func(k string) error {
+			keys = append(keys, k)
+			if len(keys) == n {
+				return errStop
+			}
+			return nil
+		})
+		if err != nil && err != errStop {
 			return err
 		}
-		t.Counts.Planned--
-		if err := w.enqueueTarget(t, k); err != nil {
-			return err
+		if len(keys) == 0 {
+			return Errorf(KindInternal, "task %s counts %d planned devices, its planned set none",
+				t.ID, t.Counts.Planned)
 		}
+		for _, k := range keys {
+			if err := w.tx.SetRemove(taskPlanned(t.ID), k); err != nil {
+				return err
+			}
+			t.Counts.Planned--
+			started, err := w.startPlanned(t, k)
+			if err != nil {
+				return err
+			}
+			if started {
+				n--
+			}
+		}
+		w.touch(t)
 	}
-	if t.Counts.Planned < 0 || len(keys) < n && t.Counts.Planned != 0 {
-		return Errorf(KindInternal, "task %s counts %d planned devices, its planned set %d",
-			t.ID, t.Counts.Planned+len(keys), len(keys))
-	}
-	w.touch(t)
 	return nil
 }
 
-// enqueueTarget gives a planned device of t its queued job, or counts it
-// skipped when it no longer qualifies. The caller has taken it out of the
-// planned count.
-func (w *work) enqueueTarget(t *Task, deviceKey string) error {
+// startPlanned gives a planned device of t its job and pushes it, or counts
+// it skipped when it no longer qualifies. The caller has taken it out of
+// the planned set and count.
+func (w *work) startPlanned(t *Task, deviceKey string) (bool, error) {
 	f, err := w.firmware(t.FirmwareID)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if f == nil {
-		return Errorf(KindInternal, "task %s names firmware %s, which does not exist", t.ID, t.FirmwareID)
+		return false, Errorf(KindInternal, "task %s names firmware %s, which does not exist",
+			t.ID, t.FirmwareID)
 	}
 	d, err := w.tx.Device(t.ProductKey, deviceKey)
 	if err != nil {
-		return err
+		return false, err
 	}
 	reason, err := w.plannedSkip(t, d)
-	if err != nil {
-		return err
-	}
-	switch reason {
-	case "":
-		t.Counts.Queued++
-		return enqueueJob(w.tx, t, f, d, 1, w.env.now())
-	case skipJoined:
-		t.Counts.Targets-- // counted again when it joined
-	default:
+	if err != nil || reason != "" {
 		t.Counts.Targets--
 		if t.Skipped == nil {
 			t.Skipped = map[string]int{}
 		}
 		t.Skipped[reason]++
+		return false, err
 	}
-	return nil
+	now := w.env.now()
+	j, err := newJob(w.tx, f, d, now)
+	if err != nil {
+		return false, err
+	}
+	j.TaskID = t.ID
+	d.ActiveJob = j.ID
+	if err := w.tx.PutDevice(d); err != nil {
+		return false, err
+	}
+	return true, w.launch(t, j, now)
 }
 
-// skipJoined is a planned device that joined its own incremental task
-// before its turn came.
-const skipJoined = "joined"
-
-// plannedSkip is why a planned device no longer takes a job, or "".
+// plannedSkip is why a planned device no longer takes a job, or "": the
+// plan's own reasons, applied to the device as it is now.
 func (w *work) plannedSkip(t *Task, d *Device) (string, error) {
-	if d == nil || d.Version == "" {
+	switch {
+	case d == nil || d.Version == "":
 		return SkipUnknown, nil
-	}
-	if d.ActiveJob != "" {
-		j, err := w.tx.Job(d.ActiveJob)
-		if err != nil {
-			return "", err
-		}
-		if j != nil && j.TaskID == t.ID {
-			return skipJoined, nil
-		}
-		return SkipBusy, nil
-	}
-	if done, err := hadJobIn(w.tx, d, t); err != nil || done {
-		return skipJoined, err
-	}
-	if SameVersion(d.Version, t.TargetVersion) {
+	case SameVersion(d.Version, t.TargetVersion):
 		return SkipOnTarget, nil
+	case !slices.ContainsFunc(t.FromVersions, func(v string) bool { return SameVersion(v, d.Version) }):
+		return SkipOtherSource, nil
+	case d.ActiveJob != "":
+		return SkipBusy, nil
 	}
 	if c, ok := CompareVersions(d.Version, t.TargetVersion); ok && c > 0 && !t.AllowDowngrade {
 		return SkipDowngrade, nil

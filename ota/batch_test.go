@@ -499,40 +499,61 @@ func (f *fleet) unjobbed(keys []string) []string {
 	return out
 }
 
-// A task over more devices than one transaction gives jobs to keeps the
-// rest planned; when their turn comes each is looked at again, so a device
-// that took another job or reached the target meanwhile is skipped as the
-// plan would have skipped it, and never gets a second active job.
-func TestBatchPlannedDevicesAreCheckedAgain(t *testing.T) {
+// A task records its targets and gives each its job only when its turn to
+// be pushed comes. Until then the device is reserved: a verification round
+// and another task's plan see it as busy, naming the task. When its turn
+// comes it is looked at again, and one that reached the target or moved to
+// another version meanwhile is skipped as the plan would have skipped it.
+func TestBatchPlannedDevicesAreReservedAndCheckedAgain(t *testing.T) {
 	f := newFleet(t)
 	fw := f.verified("2.0.0", "1.0.0")
-	keys := f.devices(ota.PlannedChunk+5, "d", "1.0.0")
+	keys := f.devices(6, "d", "1.0.0")
 	task := f.mustTask(ota.BatchSpec{Firmware: fw.ID, FromVersions: []string{"1.0.0"},
-		Controls: controls()})
-	planned := f.unjobbed(keys)
-	if len(planned) != 5 || task.Counts.Planned != 5 || task.Counts.Queued != ota.PlannedChunk {
-		t.Fatalf("after CreateTask: %d devices without a job, counts %+v; want 5 planned, %d queued",
-			len(planned), task.Counts, ota.PlannedChunk)
+		Controls: ota.TaskControls{MaxConcurrent: 2}})
+	if c := task.Counts; c.Planned != 6 || c.Queued != 0 || len(f.unjobbed(keys)) != 6 {
+		t.Fatalf("after CreateTask: counts %+v, %d devices without a job; want 6 planned, no job",
+			c, len(f.unjobbed(keys)))
 	}
-	other := f.firmware("1.5.0")
-	f.mustStart(other.ID, "1.0.0", planned[0])
-	f.ackPushes()
-	f.send(f.inform(planned[1], "2.0.0"))
+	first := f.reconcile()
+	if len(first) != 2 {
+		t.Fatalf("first step pushed %v, want 2 (--max-concurrent 2)", first)
+	}
+	planned := f.unjobbed(keys)
+	if len(planned) != 4 {
+		t.Fatalf("%d devices without a job after the first step, want 4", len(planned))
+	}
 
-	// No EnqueuePlanned: as after a creator that stopped, reconcile does it.
+	other := f.firmware("1.5.0")
+	_, err := f.start(other.ID, "1.0.0", planned[0])
+	want := planned[0] + " (planned in batch task " + task.ID + ", not pushed yet)"
+	if ota.KindOf(err) != ota.KindRefused || !strings.Contains(err.Error(), want) {
+		t.Fatalf("verify start on a planned device: err = %v, want refusal naming %q", err, want)
+	}
+	f.verified("3.0.0", "1.0.0") // a second firmware, verified on a device of its own
+	p, err := f.plan(ota.BatchSpec{Firmware: "pk1/3.0.0", Devices: planned[:1],
+		AllowUnverifiedSource: true})
+	if err != nil || p.Targets != 0 || p.Skipped[ota.SkipBusy] != 1 ||
+		!strings.Contains(p.Examples[0].Detail, "planned in batch task "+task.ID) {
+		t.Fatalf("another task's plan of a planned device = %+v, %v; want it skipped as busy", p, err)
+	}
+
+	f.send(f.inform(planned[1], "2.0.0"), f.inform(planned[2], "1.2.0"))
+	for pushed := first; len(pushed) > 0; pushed = f.reconcile() {
+		for _, k := range pushed {
+			f.send(f.progress(k, 100), f.inform(k, "2.0.0"))
+		}
+	}
 	f.reconcile()
 	got := f.task(task.ID)
 	c := got.Counts
-	if c.Planned != 0 || c.Targets != ota.PlannedChunk+3 || got.Skipped[ota.SkipBusy] != 1 ||
-		got.Skipped[ota.SkipOnTarget] != task.Skipped[ota.SkipOnTarget]+1 {
-		t.Fatalf("after reconcile: counts %+v skipped %v; want 0 planned, %d targets, one more busy "+
-			"and one more on target than %v", c, got.Skipped, ota.PlannedChunk+3, task.Skipped)
+	if got.Status != ota.TaskCompleted || c.Planned != 0 || c.Targets != 4 || c.Succeeded != 4 ||
+		got.Skipped[ota.SkipOnTarget] != task.Skipped[ota.SkipOnTarget]+1 ||
+		got.Skipped[ota.SkipOtherSource] != 1 {
+		t.Fatalf("task = %s, counts %+v, skipped %v; want completed, 4 of 4 succeeded, one more "+
+			"on target than %v and one on another source", got.Status, c, got.Skipped, task.Skipped)
 	}
-	if j := f.job(planned[0]); j.FirmwareID != other.ID {
-		t.Fatalf("busy device's job is for %s, want its verification of %s", j.FirmwareID, other.ID)
-	}
-	if n := len(f.unjobbed(planned)); n != 1 {
-		t.Fatalf("%d planned devices still without a job, want only the one on the target", n)
+	if len(f.unjobbed(planned[1:3])) != 2 {
+		t.Fatalf("the devices skipped at their turn got a job, want none")
 	}
 }
 
@@ -541,23 +562,40 @@ func TestBatchPlannedDevicesAreCheckedAgain(t *testing.T) {
 func TestBatchCancelWithPlannedDevices(t *testing.T) {
 	f := newFleet(t)
 	fw := f.verified("2.0.0", "1.0.0")
-	keys := f.devices(ota.PlannedChunk+5, "d", "1.0.0")
+	keys := f.devices(5, "d", "1.0.0")
 	task := f.mustTask(ota.BatchSpec{Firmware: fw.ID, FromVersions: []string{"1.0.0"},
-		Controls: controls()})
+		Controls: ota.TaskControls{MaxConcurrent: 1}})
+	f.reconcile()
 	f.update(func(tx ota.Tx) error {
 		_, err := ota.CancelTask(tx, task.ID, f.env())
 		return err
 	})
 	got := f.task(task.ID)
-	if got.Status != ota.TaskCanceled || got.Counts.Planned != 0 ||
-		got.Counts.Canceled != ota.PlannedChunk+5 {
-		t.Fatalf("canceled task = %s %+v, want every one of %d devices canceled",
-			got.Status, got.Counts, ota.PlannedChunk+5)
+	if got.Status != ota.TaskCanceled || got.Counts.Planned != 0 || got.Counts.Canceled != 5 {
+		t.Fatalf("canceled task = %s %+v, want all 5 devices canceled, none planned",
+			got.Status, got.Counts)
 	}
 	next := f.mustTask(ota.BatchSpec{Firmware: fw.ID, FromVersions: []string{"1.0.0"},
 		Controls: controls()})
 	if next.Counts.Targets != len(keys) {
 		t.Fatalf("next task targets %d devices, want all %d", next.Counts.Targets, len(keys))
+	}
+}
+
+// A running task keeps its firmware, even between pushes when no job of it
+// is active and devices still wait in its plan.
+func TestDeleteFirmwareRefusedWhileATaskRuns(t *testing.T) {
+	f := newFleet(t)
+	fw := f.verified("2.0.0", "1.0.0")
+	f.devices(3, "d", "1.0.0")
+	task := f.mustTask(ota.BatchSpec{Firmware: fw.ID, FromVersions: []string{"1.0.0"},
+		Controls: controls()})
+	err := f.st.Update(func(tx ota.Tx) error {
+		_, err := ota.DeleteFirmware(tx, fw.ID, f.now)
+		return err
+	})
+	if ota.KindOf(err) != ota.KindRefused || !strings.Contains(err.Error(), "running batch task "+task.ID) {
+		t.Fatalf("DeleteFirmware with a running task: err = %v, want refusal naming %s", err, task.ID)
 	}
 }
 

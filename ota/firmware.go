@@ -200,6 +200,18 @@ func DeleteFirmware(tx Tx, ref string, now time.Time) (*Firmware, error) {
 		return nil, Refused("firmware %s has an active job (%s on device %s, %s)",
 			f.ID, active.ID, active.DeviceKey, active.Status.Label())
 	}
+	// A running task may have no active job between its pushes while
+	// devices still wait in its plan for theirs.
+	err = tx.EachTask(func(t *Task) error {
+		if t.FirmwareID == f.ID && t.Status == TaskRunning {
+			return Refused("firmware %s has a running batch task %s", f.ID, t.ID).
+				WithHint("otactl batch-upgrade cancel %s", t.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
 	if err := tx.DeleteFirmware(f.ID); err != nil {
 		return nil, err
 	}

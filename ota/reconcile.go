@@ -59,10 +59,6 @@ func (w *work) reconcile(t *Task) error {
 	if t.Status != TaskRunning {
 		return nil // the abort rule stopped it
 	}
-	// A task whose creator stopped before every planned device had its job.
-	if err := w.enqueuePlanned(t, PlannedChunk); err != nil {
-		return err
-	}
 	if err := w.dispatch(t); err != nil {
 		return err
 	}
@@ -124,11 +120,12 @@ func (w *work) expireJob(j *Job) error {
 	return w.tx.PutDevice(d)
 }
 
-// dispatch moves as many queued jobs into flight as the controls allow and
-// queues their pushes.
+// dispatch moves as many jobs into flight as the controls allow and queues
+// their pushes: first the queued jobs (retries and devices that joined),
+// which were waiting already, then planned devices, each given its job.
 func (w *work) dispatch(t *Task) error {
 	c, now := t.Controls, w.env.now()
-	n := t.Counts.Queued
+	n := t.Counts.Queued + t.Counts.Planned
 	if c.MaxConcurrent > 0 {
 		n = min(n, c.MaxConcurrent-t.Counts.Pushed-t.Counts.InProgress)
 	}
@@ -152,12 +149,13 @@ func (w *work) dispatch(t *Task) error {
 	if err != nil && err != errStop {
 		return err
 	}
+	pushed := t.Counts.Pushed
 	for _, m := range members {
 		if err := w.dispatchJob(t, m, now); err != nil {
 			return err
 		}
 	}
-	return nil
+	return w.dispatchPlanned(t, n-(t.Counts.Pushed-pushed))
 }
 
 func (w *work) dispatchJob(t *Task, m string, now time.Time) error {
@@ -171,11 +169,17 @@ func (w *work) dispatchJob(t *Task, m string, now time.Time) error {
 	if j == nil || j.Status != JobToBeUpgraded {
 		return nil // a stale member: nothing to push
 	}
-	if err := w.tx.SetAdd(taskFlight(t.ID), m); err != nil {
+	t.Counts.Queued--
+	return w.launch(t, j, now)
+}
+
+// launch puts a job of t in flight and queues its push, counting it against
+// the controls. The caller has taken it out of the queue or the plan.
+func (w *work) launch(t *Task, j *Job, now time.Time) error {
+	if err := w.tx.SetAdd(taskFlight(t.ID), jobMember(j.ID)); err != nil {
 		return err
 	}
 	j.DispatchedAt = now
-	t.Counts.Queued--
 	t.Counts.Pushed++
 	t.Counts.PeakInFlight = max(t.Counts.PeakInFlight, t.Counts.Pushed+t.Counts.InProgress)
 	if t.Controls.Rate > 0 {
@@ -384,6 +388,20 @@ func (w *work) cancelPending(t *Task, set, reason string) error {
 func (w *work) joinTasks(d *Device) error {
 	if d.ActiveJob != "" {
 		return nil
+	}
+	if w.planning == nil {
+		w.planning = map[string][]string{}
+	}
+	planning, ok := w.planning[d.ProductKey]
+	if !ok {
+		var err error
+		if planning, err = PlanningTasks(w.tx, d.ProductKey); err != nil {
+			return err
+		}
+		w.planning[d.ProductKey] = planning
+	}
+	if id, err := PlannedIn(w.tx, planning, d.DeviceKey); err != nil || id != "" {
+		return err // a target already, waiting for its turn
 	}
 	if w.joins == nil {
 		w.joins = map[string][]*Task{}

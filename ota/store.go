@@ -81,6 +81,9 @@ type Tx interface {
 	// order. Writes are refused while it runs, so a caller that drains a set
 	// reads a batch, stops, writes, and resumes after the last member seen.
 	SetEach(set, after string, fn func(member string) error) error
+	// SetHas reports whether member is in set. A name or member that SetAdd
+	// refuses is in no set.
+	SetHas(set, member string) (bool, error)
 
 	// Lease returns the agent's lease, nil when none is recorded.
 	Lease() (*Lease, error)

@@ -182,10 +182,14 @@ func checkRoundSpec(tx Tx, f *Firmware, spec *VerifySpec) ([]*Device, error) {
 	if spec.JobTimeout <= 0 {
 		spec.JobTimeout = DefaultJobTimeout
 	}
+	planning, err := PlanningTasks(tx, f.ProductKey)
+	if err != nil {
+		return nil, err
+	}
 	var devices []*Device
 	var problems []string
 	for _, k := range keys {
-		d, problem, err := checkRoundDevice(tx, f, spec.FromVersions, k)
+		d, problem, err := checkRoundDevice(tx, f, spec.FromVersions, planning, k)
 		if err != nil {
 			return nil, err
 		}
@@ -200,7 +204,8 @@ func checkRoundSpec(tx Tx, f *Firmware, spec *VerifySpec) ([]*Device, error) {
 	return devices, nil
 }
 
-func checkRoundDevice(tx Tx, f *Firmware, from []string, key string) (*Device, string, error) {
+func checkRoundDevice(tx Tx, f *Firmware, from, planning []string,
+	key string) (*Device, string, error) {
 	d, err := tx.Device(f.ProductKey, key)
 	if err != nil {
 		return nil, "", err
@@ -220,6 +225,9 @@ func checkRoundDevice(tx Tx, f *Firmware, from []string, key string) (*Device, s
 		if j != nil {
 			return d, "busy with job " + j.ID + ", " + j.Status.Label(), nil
 		}
+	}
+	if id, err := PlannedIn(tx, planning, key); err != nil || id != "" {
+		return d, "planned in batch task " + id + ", not pushed yet", err
 	}
 	return d, "", nil
 }

@@ -11,6 +11,9 @@ type work struct {
 	tasks  map[string]*Task   // tasks read in this transaction, by ID
 	dirty  map[string]bool    // tasks to write back
 	joins  map[string][]*Task // running incremental tasks by product, loaded once
+	// planning is PlanningTasks by product, loaded once: a task finished in
+	// this transaction has no planned set left, so its ID does no harm.
+	planning map[string][]string
 	// images are firmware read for upgrade commands, by ID. Only the image's
 	// fields (version, digest, size, URL) are used from them, and those
 	// never change once registered; a rollout dispatching 100,000 jobs in

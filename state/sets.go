@@ -1,6 +1,8 @@
 package state
 
 import (
+	"bytes"
+
 	"github.com/otactl/otactl/ota"
 )
 
@@ -24,8 +26,7 @@ func checkSet(set, member string) error {
 	return nil
 }
 
-// SetAdd implements ota.Tx. Adding a member already there writes nothing,
-// so that its page is not copied and rewritten on commit for no change.
+// SetAdd implements ota.Tx.
 func (t *tx) SetAdd(set, member string) (err error) {
 	defer t.guard(&err)
 	if err := t.writable(); err != nil {
@@ -49,6 +50,18 @@ func (t *tx) SetRemove(set, member string) (err error) {
 		return err
 	}
 	return t.bucket(bucketSet).Delete(setKey(set, member))
+}
+
+// SetHas implements ota.Tx. Members are stored with empty values, so the
+// key itself is looked for rather than a value.
+func (t *tx) SetHas(set, member string) (ok bool, err error) {
+	defer t.guard(&err)
+	if checkSet(set, member) != nil {
+		return false, nil
+	}
+	k := setKey(set, member)
+	found, _ := t.bucket(bucketSet).Cursor().Seek(k)
+	return bytes.Equal(found, k), nil
 }
 
 // SetEach implements ota.Tx. A set name that SetAdd refuses names a set

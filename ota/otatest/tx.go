@@ -314,6 +314,11 @@ func (t *tx) SetRemove(set, member string) error {
 	return nil
 }
 
+// SetHas implements ota.Tx.
+func (t *tx) SetHas(set, member string) (bool, error) {
+	return t.d.sets[set].has(member), nil
+}
+
 // SetEach implements ota.Tx. A name SetAdd refuses has no entry, so it
 // visits nothing, as in the bbolt store.
 func (t *tx) SetEach(set, after string, fn func(member string) error) error {

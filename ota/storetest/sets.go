@@ -23,6 +23,7 @@ var setTests = []test{
 	{"sets/SetEach visits the members after after, in byte order", testSetOrder},
 	{"sets/sets never mix, even when one name starts with another", testSetsApart},
 	{"sets/walks resume after the last member seen", testSetResume},
+	{"sets/SetHas finds exactly the members added and not removed", testSetHas},
 	{"sets/SetEach of a name no set can have visits nothing", func(t *testing.T,
 		s ota.Store) {
 		update(t, s, func(tx ota.Tx) error { return tx.SetAdd("a", "b") })
@@ -195,6 +196,36 @@ func testSetResume(t *testing.T, s ota.Store) {
 	equal(t, "members seen by the resumed walks", seen, all)
 	view(t, s, func(tx ota.Tx) error {
 		equal(t, "SetEach(queue) after the drain", members(t, tx, "queue", ""), kept)
+		return nil
+	})
+}
+
+func testSetHas(t *testing.T, s ota.Store) {
+	update(t, s, func(tx ota.Tx) error {
+		for _, m := range setMembers {
+			must(t, tx.SetAdd("q", m))
+		}
+		must(t, tx.SetAdd("q-1", "zz"))
+		return tx.SetRemove("q", "ab")
+	})
+	view(t, s, func(tx ota.Tx) error {
+		for _, m := range setMembers {
+			ok, err := tx.SetHas("q", m)
+			must(t, err)
+			if want := m != "ab"; ok != want {
+				t.Errorf("SetHas(q, %q) = %v, want %v", m, ok, want)
+			}
+		}
+		// A prefix of a member, a member of another set, and names no set
+		// can have are not members.
+		for _, c := range [][2]string{{"q", "job-"}, {"q", "zz"}, {"q-1", "a"}, {"q", ""},
+			{"", "a"}, {"q\x00", "a"}, {"nothing", "a"}} {
+			ok, err := tx.SetHas(c[0], c[1])
+			must(t, err)
+			if ok {
+				t.Errorf("SetHas(%q, %q) = true, want false", c[0], c[1])
+			}
+		}
 		return nil
 	})
 }

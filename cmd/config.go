@@ -2,8 +2,10 @@ package cmd
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/otactl/otactl/ota"
+	"github.com/otactl/otactl/transport"
 )
 
 // Settings are the values every command may need, resolved once per run
@@ -72,11 +75,14 @@ func addGlobalFlags(root *cobra.Command) {
 }
 
 // loadSettings resolves the settings for one run. A missing default config
-// file is fine; a named one that is missing, or any broken one, is an error.
+// file is fine; a named one that is missing, or any broken one, is an error,
+// and so is a value that its setting cannot take. On such an error the
+// Settings returned hold JSON when it was resolved, so that the error comes
+// out in the format asked for.
 func loadSettings(root *cobra.Command) (Settings, error) {
 	v := viper.New()
 	v.SetEnvPrefix("OTACTL")
-	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_", ".", "_"))
+	v.SetEnvKeyReplacer(envKeys)
 	v.AutomaticEnv()
 	if err := v.BindPFlags(root.PersistentFlags()); err != nil {
 		return Settings{}, err
@@ -87,38 +93,115 @@ func loadSettings(root *cobra.Command) (Settings, error) {
 	if err := readConfigFile(v); err != nil {
 		return Settings{}, err
 	}
-	lockTimeout, err := time.ParseDuration(v.GetString(keyLockTimeout))
-	if err != nil {
-		return Settings{}, ota.Invalid("lock-timeout %q (from --lock-timeout, OTACTL_LOCK_TIMEOUT or "+
-			"the config file) is not a duration such as 5s", v.GetString(keyLockTimeout))
-	}
+	r := resolver{v: v, root: root}
 	s := Settings{
-		StatePath:   v.GetString(keyState),
-		Broker:      v.GetString(keyBroker),
-		ConfigFile:  v.ConfigFileUsed(),
-		JSON:        v.GetBool(keyJSON),
-		Quiet:       v.GetBool(keyQuiet),
-		Debug:       v.GetBool(keyDebug),
-		LockTimeout: lockTimeout,
-		Username:    v.GetString(keyUsername),
-		Password:    v.GetString(keyPassword),
-		TLSCA:       v.GetString(keyTLSCA),
-		TLSCert:     v.GetString(keyTLSCert),
-		TLSKey:      v.GetString(keyTLSKey),
-		TLSInsecure: v.GetBool(keyTLSInsecure),
-		FilesURL:    v.GetString(keyFilesURL),
+		StatePath:  v.GetString(keyState),
+		Broker:     v.GetString(keyBroker),
+		ConfigFile: v.ConfigFileUsed(),
+		Username:   v.GetString(keyUsername),
+		Password:   v.GetString(keyPassword),
+		TLSCA:      v.GetString(keyTLSCA),
+		TLSCert:    v.GetString(keyTLSCert),
+		TLSKey:     v.GetString(keyTLSKey),
+		FilesURL:   v.GetString(keyFilesURL),
 	}
-	if s.StatePath == "" {
-		p, err := defaultStatePath()
-		if err != nil {
-			return Settings{}, err
-		}
-		s.StatePath = p
+	// json first: once it is known, an error about any other setting can
+	// be the one JSON document.
+	var err error
+	if s.JSON, err = r.bool(keyJSON); err != nil {
+		return Settings{}, err
 	}
-	if s.LockTimeout <= 0 {
-		return Settings{}, ota.Invalid("--lock-timeout %s must be positive", s.LockTimeout)
+	if err := r.resolve(&s); err != nil {
+		return Settings{JSON: s.JSON}, err
 	}
 	return s, nil
+}
+
+// resolve fills in and checks the settings that must parse, after json.
+func (r resolver) resolve(s *Settings) error {
+	var err error
+	for _, b := range []struct {
+		key string
+		dst *bool
+	}{{keyQuiet, &s.Quiet}, {keyDebug, &s.Debug}, {keyTLSInsecure, &s.TLSInsecure}} {
+		if *b.dst, err = r.bool(b.key); err != nil {
+			return err
+		}
+	}
+	s.LockTimeout, err = time.ParseDuration(r.v.GetString(keyLockTimeout))
+	if err != nil {
+		return ota.Invalid("lock-timeout %q (from --lock-timeout, OTACTL_LOCK_TIMEOUT or "+
+			"the config file) is not a duration such as 5s", r.v.GetString(keyLockTimeout))
+	}
+	if s.LockTimeout <= 0 {
+		return ota.Invalid("--lock-timeout %s must be positive", s.LockTimeout)
+	}
+	if err := checkBroker(s.Broker, r.source(keyBroker)); err != nil {
+		return err
+	}
+	if s.StatePath == "" {
+		if s.StatePath, err = defaultStatePath(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// envKeys turns a setting key into the rest of its env name after OTACTL_.
+var envKeys = strings.NewReplacer("-", "_", ".", "_")
+
+// resolver reads settings from one run's viper, and says where each value
+// came from for the errors about it.
+type resolver struct {
+	v    *viper.Viper
+	root *cobra.Command
+}
+
+// bool reads a boolean setting, refusing what strconv.ParseBool refuses.
+// viper's GetBool reads such a value as false without a word: OTACTL_JSON=
+// maybe printed a table to a program expecting JSON, and a mistyped
+// OTACTL_TLS_INSECURE or OTACTL_QUIET was just as silent.
+func (r resolver) bool(key string) (bool, error) {
+	raw := r.v.Get(key)
+	if b, ok := raw.(bool); ok {
+		return b, nil
+	}
+	text := fmt.Sprint(raw) // a string from the environment, or 0 and 1 in YAML
+	b, err := strconv.ParseBool(text)
+	if err != nil {
+		return false, ota.Invalid("%s %q (from %s) is not a boolean: use true or false",
+			key, text, r.source(key))
+	}
+	return b, nil
+}
+
+// source names where key's value came from, in the order of precedence:
+// "--broker", "OTACTL_BROKER", "config file FILE" or "the default".
+func (r resolver) source(key string) string {
+	if f := r.root.PersistentFlags().Lookup(key); f != nil && f.Changed {
+		return "--" + key
+	}
+	env := "OTACTL_" + strings.ToUpper(envKeys.Replace(key))
+	if os.Getenv(env) != "" { // viper passes over an empty variable too
+		return env
+	}
+	if r.v.InConfig(key) {
+		return "config file " + r.v.ConfigFileUsed()
+	}
+	return "the default"
+}
+
+// checkBroker refuses a broker URL that no connection could use, before
+// anything opens the state file or dials: a port out of range once failed
+// only when dialling, as an unreachable broker (exit 5), and a sync had
+// created the state file by then. The error names where the URL came from.
+func checkBroker(raw, from string) error {
+	_, err := transport.ParseBrokerURL(raw)
+	var bad *transport.BrokerURLError
+	if errors.As(err, &bad) {
+		return ota.Invalid("broker %q (from %s) %s", bad.URL, from, bad.Problem)
+	}
+	return err
 }
 
 func readConfigFile(v *viper.Viper) error {

@@ -56,7 +56,7 @@ upgrade may use it.`,
 	f.StringVar(&o.spec.Sign, "sign", "", "expected `hex` digest of the image")
 	f.StringVar(&o.spec.URL, "url", "", "where devices fetch an image hosted elsewhere")
 	f.Int64Var(&o.spec.Size, "size", 0, "image size in `bytes` (with --url)")
-	f.StringVar(&o.spec.Description, "desc", "", "free `text` describing the image")
+	f.StringVar(&o.spec.Description, "desc", "", "one line of `text` describing the image")
 	return c
 }
 
@@ -90,7 +90,8 @@ func runFirmwareAdd(app *App, o *firmwareAddOptions, sizeGiven bool) error {
 	return app.printFirmware(fw, nil)
 }
 
-// checkFirmwareSource enforces the choice between --file and --url.
+// checkFirmwareSource checks what needs neither the file nor the state: the
+// choice between --file and --url, and --desc.
 func checkFirmwareSource(o *firmwareAddOptions, sizeGiven bool) error {
 	switch {
 	case o.spec.ProductKey == "":
@@ -105,6 +106,11 @@ func checkFirmwareSource(o *firmwareAddOptions, sizeGiven bool) error {
 		return ota.Invalid("--size goes with --url; with --file the size is measured")
 	case o.spec.URL != "" && (o.spec.Sign == "" || !sizeGiven):
 		return ota.Invalid("--url needs --sign and --size (and --sign-method unless sha256)")
+	}
+	// Checked here as well as in ota.NewFirmware so that the error names the
+	// flag the user typed.
+	if err := ota.ValidateDescription("--desc", o.spec.Description); err != nil {
+		return err
 	}
 	if o.spec.URL != "" {
 		return checkImageURL(o.spec.URL)

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/olekukonko/tablewriter"
 )
@@ -22,7 +24,7 @@ func (t *table) add(cells ...string) { t.rows = append(t.rows, cells) }
 func (t *table) render(w io.Writer, tty bool) error {
 	if !tty {
 		for _, r := range t.rows {
-			if _, err := fmt.Fprintln(w, strings.Join(r, "\t")); err != nil {
+			if _, err := fmt.Fprintln(w, joinTab(r)); err != nil {
 				return err
 			}
 		}
@@ -38,12 +40,61 @@ func (t *table) render(w io.Writer, tty bool) error {
 	return tw.Render()
 }
 
+// toAny turns a row into tablewriter's cells, each one made safe by cell.
 func toAny(s []string) []any {
 	out := make([]any, len(s))
 	for i, v := range s {
-		out[i] = v
+		out[i] = cell(v)
 	}
 	return out
+}
+
+// joinTab is a row as a pipe gets it: its cells, made safe by cell, joined
+// by tabs.
+func joinTab(cells []string) string {
+	safe := make([]string, len(cells))
+	for i, c := range cells {
+		safe[i] = cell(c)
+	}
+	return strings.Join(safe, "\t")
+}
+
+// cell is a value as a table or a "key: value" line shows it. Much of what
+// tables print comes from devices (progress descriptions, raw payloads in
+// history) or from old state files, and none of it may act on the reader's
+// terminal or break the layout: a terminal escape could clear the screen, a
+// tab add columns for cut and awk, a newline fake a row, a bidi override
+// reverse what follows. So every rune that is not graphic (control and
+// format characters, line separators), and every byte that is not UTF-8,
+// is shown as a Go escape (\x1b, \t, \n, \u202e); other text, non-ASCII
+// letters and spaces included, is unchanged. JSON output is not shaped
+// here: it carries the exact text.
+func cell(s string) string {
+	clean := true
+	for _, r := range s {
+		if r == utf8.RuneError || !strconv.IsGraphic(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case strconv.IsGraphic(r):
+			b.WriteString(s[i : i+n])
+		default:
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		}
+		i += n
+	}
+	return b.String()
 }
 
 // fields prints "key: value" lines, the shape of one record on a terminal
@@ -57,7 +108,7 @@ func fields(w io.Writer, kv ...string) error {
 		if kv[i+1] == "" {
 			continue
 		}
-		if _, err := fmt.Fprintf(w, "%-*s  %s\n", width+1, kv[i]+":", kv[i+1]); err != nil {
+		if _, err := fmt.Fprintf(w, "%-*s  %s\n", width+1, kv[i]+":", cell(kv[i+1])); err != nil {
 			return err
 		}
 	}
@@ -117,8 +168,6 @@ func optTime(t time.Time) *timeJSON {
 	v := timeJSON(t)
 	return &v
 }
-
-func joinTab(cells []string) string { return strings.Join(cells, "\t") }
 
 // streamJSONArray writes one JSON array whose elements come from produce,
 // one at a time, so that a long listing never sits whole in memory.

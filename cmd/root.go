@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -91,10 +93,11 @@ docs/exit-codes.md: 0 ok, 1 unexpected, 2 invalid input, 3 refused by a rule,
 func (a *App) load(root *cobra.Command) error {
 	s, err := loadSettings(root)
 	if err != nil {
+		a.Settings.JSON = s.JSON // how finish prints the error, when json is known
 		return err
 	}
 	a.Settings, a.loaded = s, true
-	if s.Debug || os.Getenv("OTACTL_DEBUG") != "" {
+	if s.Debug {
 		a.Log = slog.New(slog.NewTextHandler(a.IO.Err, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return nil
@@ -163,14 +166,20 @@ func (e shownError) Unwrap() error { return e.error }
 func ExitCode(k ota.Kind) int { return int(k) + 1 }
 
 // wantsJSON reports whether --json was asked for when the command line
-// failed before settings were resolved (a bad flag next to --json).
+// failed before settings were resolved (a bad flag next to --json). It
+// reads booleans as the settings do; a value that is not one, such as
+// OTACTL_JSON=maybe, asks for nothing, and the error is a line on stderr.
 func wantsJSON(args []string) bool {
+	value := os.Getenv("OTACTL_JSON")
 	for _, a := range args {
-		if a == "--json" || a == "--json=true" {
-			return true
+		if a == "--json" {
+			value = "true"
+		} else if v, ok := strings.CutPrefix(a, "--json="); ok {
+			value = v // the last one wins, as with any flag
 		}
 	}
-	return os.Getenv("OTACTL_JSON") == "true" || os.Getenv("OTACTL_JSON") == "1"
+	b, err := strconv.ParseBool(value)
+	return err == nil && b
 }
 
 func writeJSON(w io.Writer, v any) error {

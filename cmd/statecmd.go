@@ -1,7 +1,9 @@
 package cmd
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,10 +20,11 @@ func newStateCmd(app *App) *cobra.Command {
 	backup := &cobra.Command{
 		Use:   "backup <file>",
 		Short: "Write a consistent copy of the state file while otactl keeps working",
-		Long: `Write a consistent copy of the state file to <file>. The copy is taken in a
-read transaction, so it is safe while other otactl commands run. An existing
-<file> is refused unless --force is given. Stored firmware images are not
-part of the copy: back up the files folder beside the state file too.`,
+		Long: `Write a consistent copy of the state file to <file>, a file name in a folder
+that exists. The copy is taken in a read transaction, so it is safe while
+other otactl commands run. An existing <file> is refused unless --force is
+given. Stored firmware images are not part of the copy: back up the files
+folder beside the state file too.`,
 		Example: "  $ otactl state backup /var/backups/otactl-$(date +%F).db",
 		Args:    oneArg("file"),
 		RunE: func(_ *cobra.Command, args []string) error {
@@ -48,8 +51,8 @@ func (a *App) openReadOnly() (*state.Store, error) {
 }
 
 func runStateBackup(app *App, dst string, force bool) error {
-	if fi, err := os.Stat(filepath.Dir(dst)); err != nil || !fi.IsDir() {
-		return ota.Invalid("backup %s: folder %s does not exist", dst, filepath.Dir(dst))
+	if err := checkBackupPath(dst, app.Settings.StatePath); err != nil {
+		return err
 	}
 	st, err := app.openReadOnly()
 	if err != nil {
@@ -63,6 +66,31 @@ func runStateBackup(app *App, dst string, force bool) error {
 		return writeJSON(app.IO.Out, map[string]string{"backup": dst, "state": app.Settings.StatePath})
 	}
 	app.infof("backed up %s to %s", app.Settings.StatePath, dst)
+	return nil
+}
+
+// checkBackupPath refuses a destination that cannot become a file, before
+// the state file is opened: an empty <file> once reached the store and
+// failed as "link ./...tmp" (exit 4), and a folder was "the file exists",
+// with a hint to --force that could not work either.
+func checkBackupPath(dst, statePath string) error {
+	if dst == "" {
+		return ota.Invalid("state backup needs a file to write, got an empty path %q", dst)
+	}
+	if fi, err := os.Stat(dst); err == nil && fi.IsDir() {
+		return ota.Invalid("backup %s: that is a folder, not a file", dst).
+			WithHint("otactl state backup %s", filepath.Join(dst, filepath.Base(statePath)))
+	}
+	dir := filepath.Dir(dst)
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return ota.Invalid("backup %s: folder %s does not exist", dst, dir)
+	case err != nil:
+		return ota.Invalid("backup %s: folder %s: %v", dst, dir, unwrapPath(err))
+	case !fi.IsDir():
+		return ota.Invalid("backup %s: %s is not a folder", dst, dir)
+	}
 	return nil
 }
 

@@ -3,8 +3,10 @@ package ota
 import (
 	"encoding/hex"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -56,6 +58,29 @@ func NormalizeSign(method, sign string) (string, error) {
 	return s, nil
 }
 
+// ValidateDescription checks a firmware description: valid UTF-8 of at most
+// MaxDescriptionLen characters, with no control characters at all. A
+// description is one line of text in tables and in `firmware show`; a tab, a
+// newline or a terminal escape in it would forge rows or act on the terminal
+// of whoever reads it. what names the input in the error ("--desc").
+func ValidateDescription(what, s string) error {
+	if !utf8.ValidString(s) {
+		return Invalid("%s is not valid UTF-8", what)
+	}
+	if n := utf8.RuneCountInString(s); n > MaxDescriptionLen {
+		return Invalid("%s is %d characters long; the limit is %d", what, n, MaxDescriptionLen)
+	}
+	n := 0
+	for _, r := range s {
+		n++
+		if unicode.IsControl(r) {
+			return Invalid("%s contains the control character %s at character %d; "+
+				"a description is one line of text", what, strconv.QuoteRune(r), n)
+		}
+	}
+	return nil
+}
+
 // NewFirmware validates a spec and returns the firmware it describes, not
 // yet stored and without an ID.
 func NewFirmware(spec FirmwareSpec, now time.Time) (*Firmware, error) {
@@ -85,8 +110,8 @@ func NewFirmware(spec FirmwareSpec, now time.Time) (*Firmware, error) {
 	if (spec.URL == "") == (spec.StoredFile == "") {
 		return nil, Invalid("firmware needs exactly one of a stored file and a URL")
 	}
-	if !utf8.ValidString(spec.Description) || utf8.RuneCountInString(spec.Description) > MaxDescriptionLen {
-		return nil, Invalid("description must be valid UTF-8 of at most %d characters", MaxDescriptionLen)
+	if err := ValidateDescription("description", spec.Description); err != nil {
+		return nil, err
 	}
 	return &Firmware{
 		ProductKey:  spec.ProductKey,

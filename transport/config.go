@@ -6,11 +6,13 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -48,25 +50,50 @@ func ClientIDFor(statePath string) string {
 	return "otactl-" + hex.EncodeToString(sum[:8])
 }
 
-// brokerURL parses and checks --broker. Ports are added where MQTT has a
+// BrokerURLError is a broker URL that no connection could use. Problem
+// reads after the URL ("has no host"), so that a caller can say where the
+// URL came from in between.
+type BrokerURLError struct {
+	URL     string // as given, its password hidden
+	Problem string
+}
+
+func (e *BrokerURLError) Error() string { return fmt.Sprintf("broker URL %q %s", e.URL, e.Problem) }
+
+// ParseBrokerURL parses and checks a broker URL as --broker takes it. An
+// unusable one is a *BrokerURLError. Ports are added where MQTT has a
 // well-known one, because paho dials the host as given.
-func brokerURL(raw string) (*url.URL, error) {
+func ParseBrokerURL(raw string) (*url.URL, error) {
+	bad := func(format string, args ...any) error {
+		return &BrokerURLError{URL: RedactURL(raw), Problem: fmt.Sprintf(format, args...)}
+	}
+	const schemes = "use tcp://, ssl://, ws:// or wss://"
+	if raw == "" {
+		return nil, bad("is empty; %s", schemes)
+	}
+	if !strings.Contains(raw, "://") {
+		return nil, bad("has no scheme; %s", schemes)
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return nil, ota.Invalid("broker URL %q is not a URL: %v", redactRaw(raw), err)
+		return nil, bad("is not a URL: %v", err)
 	}
 	switch u.Scheme {
 	case "tcp", "ssl", "ws", "wss":
 	default:
-		return nil, ota.Invalid("broker URL %s has scheme %q; use tcp://, ssl://, ws:// or wss://",
-			u.Redacted(), u.Scheme).WithHint("--broker tcp://localhost:1883")
+		return nil, bad("has scheme %q; %s", u.Scheme, schemes)
 	}
 	if u.Hostname() == "" {
-		return nil, ota.Invalid("broker URL %s has no host", u.Redacted())
+		return nil, bad("has no host")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return nil, bad("has port %s; a port is 1 to 65535", p)
+		}
 	}
 	if u.Port() == "" {
 		switch u.Scheme {
@@ -79,16 +106,35 @@ func brokerURL(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-// redactRaw hides a password in a URL that did not parse, since the error
-// may end up in a CI log.
-func redactRaw(raw string) string {
-	scheme, rest, ok := strings.Cut(raw, "://")
-	at := strings.LastIndex(rest, "@")
-	if !ok || at < 0 {
+// brokerURL is ParseBrokerURL for Dial: an unusable URL is invalid input.
+func brokerURL(raw string) (*url.URL, error) {
+	u, err := ParseBrokerURL(raw)
+	if err != nil {
+		return nil, ota.Invalid("%v", err).WithHint("--broker tcp://localhost:1883")
+	}
+	return u, nil
+}
+
+// RedactURL hides the password of a broker URL, parsed or not, since an
+// error naming it may end up in a CI log. Anything else is left as written.
+func RedactURL(raw string) string {
+	prefix, rest := "", raw
+	if i := strings.Index(raw, "://"); i >= 0 {
+		prefix, rest = raw[:i+3], raw[i+3:]
+	}
+	authority := rest
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		authority = rest[:i]
+	}
+	at := strings.LastIndex(authority, "@")
+	if at < 0 {
 		return raw
 	}
-	user, _, _ := strings.Cut(rest[:at], ":")
-	return scheme + "://" + user + ":xxxxx" + rest[at:]
+	user, _, hasPassword := strings.Cut(authority[:at], ":")
+	if !hasPassword {
+		return raw
+	}
+	return prefix + user + ":xxxxx" + rest[at:]
 }
 
 // tlsConfig builds the TLS settings for ssl:// and wss://. TLS files given

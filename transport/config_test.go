@@ -88,3 +88,20 @@ func TestBrokerURLDefaultPorts(t *testing.T) {
 		}
 	}
 }
+
+func TestRedactURL(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"tcp://host:1883", "tcp://host:1883"},
+		{"ws://", "ws://"},
+		{"tcp://otactl:s3cret@host:99999", "tcp://otactl:xxxxx@host:99999"},
+		{"tcp://otactl:s3cret@bad host", "tcp://otactl:xxxxx@bad host"},
+		{"otactl:s3cret@host:1883", "otactl:xxxxx@host:1883"},
+		{"tcp://otactl@host", "tcp://otactl@host"},
+		{"wss://host/a:b@c", "wss://host/a:b@c"},
+	}
+	for _, tt := range tests {
+		if got := RedactURL(tt.in); got != tt.want {
+			t.Errorf("RedactURL(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

@@ -1,9 +1,11 @@
 package ota
 
 import (
+	"fmt"
 	"hash/fnv"
 	"slices"
 	"strconv"
+	"unicode/utf8"
 )
 
 // recentMessages is how many message hashes a device keeps for spotting
@@ -18,7 +20,9 @@ const recentMessages = 32
 // the replies to send once the transaction has committed.
 //
 // Apply is idempotent for redeliveries: a report flagged Dup whose message
-// the device already delivered is skipped whole.
+// the device already delivered is skipped whole, and so is a retained
+// message already recorded (see applyRetained), without a write, so that a
+// batch with nothing new leaves the store as it was.
 func Apply(tx Tx, reports []Report, env Env) ([]Reply, error) {
 	var replies []Reply
 	w := newWork(tx, env)
@@ -37,6 +41,9 @@ func Apply(tx Tx, reports []Report, env Env) ([]Reply, error) {
 
 func (w *work) applyOne(r *Report) (*Reply, error) {
 	tx, env := w.tx, w.env
+	if r.Retained {
+		return nil, w.applyRetained(r)
+	}
 	if r.Invalid != "" {
 		return nil, messageEvent(tx, r, env, "rejected", r.Invalid)
 	}
@@ -45,13 +52,9 @@ func (w *work) applyOne(r *Report) (*Reply, error) {
 		return nil, err
 	}
 	h := messageHash(r)
-	if d != nil && slices.Contains(d.Recent, h) && (r.Dup || r.Retained) {
-		// A QoS 1 redelivery of a message already recorded, or a retained
-		// message the broker hands out again on every subscription.
+	if r.Dup && d != nil && slices.Contains(d.Recent, h) {
+		// A QoS 1 redelivery of a message already recorded.
 		return nil, nil
-	}
-	if r.Retained {
-		return nil, applyRetained(tx, d, r, h, env)
 	}
 	switch r.Kind {
 	case ReportInform:
@@ -72,6 +75,11 @@ func messageHash(r *Report) uint64 {
 	f.Write([]byte(r.Topic))
 	f.Write([]byte{0})
 	f.Write(r.Payload)
+	if r.Size > len(r.Payload) {
+		// Only the start of an oversized payload is at hand; its size tells
+		// apart two that start alike.
+		fmt.Fprintf(f, "\x00%d", r.Size)
+	}
 	return f.Sum64()
 }
 
@@ -88,29 +96,49 @@ func messageEvent(tx Tx, r *Report, env Env, action, detail string) error {
 	if r.ProductKey != "" && r.DeviceKey != "" && r.Invalid == "" {
 		subject = DeviceSubject(r.ProductKey, r.DeviceKey)
 	}
-	return tx.AppendEvent(&Event{Time: env.now(), Subject: subject, Action: action,
-		Detail: detail, Topic: r.Topic, Payload: string(r.Payload)})
+	return tx.AppendEvent(withMessage(&Event{Time: env.now(), Subject: subject,
+		Action: action, Detail: detail}, r))
 }
 
-// applyRetained follows truth rule 6: a retained message is stale. It may
-// introduce a device otactl has never seen, and changes nothing else.
-func applyRetained(tx Tx, d *Device, r *Report, h uint64, env Env) error {
-	if d == nil && r.Kind == ReportInform {
-		d = &Device{ProductKey: r.ProductKey, DeviceKey: r.DeviceKey, Version: r.Version,
-			FirstSeen: env.now(), LastSeen: env.now()}
-		remember(d, h)
-		if err := tx.PutDevice(d); err != nil {
-			return err
-		}
-		return messageEvent(tx, r, env, "discovered", "retained version report: "+r.Version)
+// withMessage attaches the message r to e: its topic and what the history
+// keeps of its payload, the detail saying so when that is not all of it.
+func withMessage(e *Event, r *Report) *Event {
+	payload, note := historyPayload(r)
+	e.Topic, e.Payload = r.Topic, payload
+	switch {
+	case note == "":
+	case e.Detail == "":
+		e.Detail = note
+	default:
+		e.Detail += "; " + note
 	}
-	if d != nil {
-		remember(d, h)
-		if err := tx.PutDevice(d); err != nil {
-			return err
+	return e
+}
+
+// historyPayload returns what the history keeps of r's payload: all of it
+// up to MaxRecordedPayload, or MaxRejectedPayload for a rejected message,
+// and otherwise its start with a note of the size it had. A device that
+// sends large messages must not be able to fill the disk through the
+// history, least of all with messages rejected for their size.
+func historyPayload(r *Report) (payload, note string) {
+	limit := MaxRecordedPayload
+	if r.Invalid != "" {
+		limit = MaxRejectedPayload
+	}
+	size := max(r.Size, len(r.Payload))
+	if size <= limit {
+		return string(r.Payload), ""
+	}
+	n := min(limit, len(r.Payload))
+	// Cut before a character rather than through it, so that a payload of
+	// valid UTF-8 stays valid.
+	for i := n; i > 0 && i > n-utf8.UTFMax; i-- {
+		if i == len(r.Payload) || utf8.RuneStart(r.Payload[i]) {
+			n = i
+			break
 		}
 	}
-	return messageEvent(tx, r, env, "retained", "retained message recorded, not acted on")
+	return string(r.Payload[:n]), fmt.Sprintf("first %d of %d bytes kept", n, size)
 }
 
 func (w *work) applyInform(d *Device, r *Report, h uint64) (*Reply, error) {
@@ -189,8 +217,8 @@ func (w *work) applyProgress(d *Device, r *Report, h uint64) (*Reply, error) {
 	} else if change := jobProgress(j, r.Step, r.Desc, env.now()); change != "" {
 		err = w.saveJob(d, j, prev, r, change)
 	} else {
-		err = tx.AppendEvent(&Event{Time: env.now(), Subject: JobSubject(j.ID), Action: "late",
-			Detail: "progress recorded, not applied", Topic: r.Topic, Payload: string(r.Payload)})
+		err = tx.AppendEvent(withMessage(&Event{Time: env.now(), Subject: JobSubject(j.ID),
+			Action: "late", Detail: "progress recorded, not applied"}, r))
 	}
 	if err != nil {
 		return nil, err
@@ -286,7 +314,7 @@ func (w *work) saveJob(d *Device, j *Job, prev JobStatus, r *Report, change stri
 	}
 	e := &Event{Time: w.env.now(), Subject: JobSubject(j.ID), Action: string(j.Status), Detail: change}
 	if r != nil {
-		e.Topic, e.Payload = r.Topic, string(r.Payload)
+		withMessage(e, r)
 	}
 	if err := w.tx.AppendEvent(e); err != nil {
 		return err

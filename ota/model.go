@@ -181,7 +181,7 @@ type Event struct {
 	Action  string    `json:"action"`            // "added", "status", "dropped", ...
 	Detail  string    `json:"detail,omitempty"`  // a sentence for people
 	Topic   string    `json:"topic,omitempty"`   // of the message that caused it
-	Payload string    `json:"payload,omitempty"` // the raw message that caused it
+	Payload string    `json:"payload,omitempty"` // the raw message that caused it, or its start
 }
 
 // Subject names, so that history queries agree with history writers.

@@ -31,6 +31,7 @@ type Report struct {
 
 	Topic      string
 	Payload    []byte // the raw message, kept for the history
+	Size       int    // the payload's length as received; more than len(Payload) when cut
 	Dup        bool   // the broker flagged it as a redelivery
 	Retained   bool   // a retained message: stale by definition (truth rule 6)
 	ReceivedAt time.Time
@@ -63,3 +64,17 @@ func StepReason(step int) string {
 	}
 	return "device-specific failure"
 }
+
+// The history keeps at most this much of a device message's payload, so
+// that no device can fill the disk through it.
+const (
+	// MaxRejectedPayload is what a rejected message keeps: enough to see
+	// what the device sent, never the whole of a payload that a size or
+	// depth limit refused.
+	MaxRejectedPayload = 256
+	// MaxRecordedPayload is what an accepted message keeps. Protocol
+	// messages are a few hundred bytes; the limit only stops a device from
+	// storing the 512 KiB a message may have (DESIGN.md section 3) with
+	// every report.
+	MaxRecordedPayload = 4 << 10
+)

@@ -74,28 +74,47 @@ func (s *Store) View(fn func(ota.Tx) error) error {
 // Update implements ota.Store. An error from fn comes back unchanged; a
 // failure to begin or commit (a full disk, a read-only store) is wrapped
 // with the file's name.
+//
+// A transaction in which fn wrote nothing is rolled back instead of
+// committed: bbolt's commit would still write a meta page, and a command
+// that received only messages it had recorded before, or was refused, must
+// leave the file's bytes as they were, as read-only commands do.
 func (s *Store) Update(fn func(ota.Tx) error) (err error) {
-	var fnErr error
-	fnDone := false
+	b, err := s.db.Begin(true)
+	if err != nil {
+		return stateErr(err, "write state file %s: %v", s.path, err)
+	}
+	committed := false
 	defer func() {
-		// A panic after fn returned is bbolt's, writing pages it read from
-		// a damaged file; a panic in fn is the caller's and stays one.
-		if !fnDone {
-			return
+		if !committed {
+			// A failed Commit has rolled back already; this one then only
+			// returns ErrTxClosed.
+			_ = b.Rollback()
 		}
+	}()
+	t := &tx{b: b, path: s.path}
+	if err := fn(t); err != nil {
+		return err
+	}
+	if !t.wrote {
+		return nil
+	}
+	return s.commit(b, &committed)
+}
+
+// commit commits b. A panic there is bbolt's, writing pages it read from a
+// damaged file (a panic in fn is the caller's and stays one).
+func (s *Store) commit(b *bolt.Tx, committed *bool) (err error) {
+	defer func() {
 		if r := recover(); r != nil {
 			err = stateErr(nil, "write state file %s: it is damaged: %v", s.path, r)
 		}
 	}()
-	err = s.db.Update(func(b *bolt.Tx) error {
-		fnErr = fn(&tx{b: b, path: s.path})
-		fnDone = true
-		return fnErr
-	})
-	if err != nil && fnErr == nil {
+	if err := b.Commit(); err != nil {
 		return stateErr(err, "write state file %s: %v", s.path, err)
 	}
-	return err
+	*committed = true
+	return nil
 }
 
 // stateErr returns an error of KindState with a formatted message and cause

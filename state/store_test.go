@@ -19,6 +19,36 @@ func TestStore(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) ota.Store { return openTest(t) })
 }
 
+// An Update that wrote nothing still committed, and every commit rewrites
+// a meta page: a command that received only messages it had recorded
+// before changed the state file's bytes, even when it was refused.
+func TestUpdateWithoutWritesLeavesTheFile(t *testing.T) {
+	s := openTest(t)
+	d := &ota.Device{ProductKey: "pk5", DeviceKey: "r-2", Version: "1.0.0"}
+	if err := s.Update(func(tx ota.Tx) error { return tx.PutDevice(d) }); err != nil {
+		t.Fatalf("Update(PutDevice): %v", err)
+	}
+	before := fileSum(t, s.Path())
+	err := s.Update(func(tx ota.Tx) error {
+		if _, err := tx.Device("pk5", "r-2"); err != nil {
+			return err
+		}
+		return tx.SetEach("retained", "", func(string) error { return nil })
+	})
+	if err != nil {
+		t.Fatalf("Update(reads only): %v", err)
+	}
+	if fileSum(t, s.Path()) != before {
+		t.Errorf("Update(reads only) changed the file's bytes, want them unchanged")
+	}
+	if err := s.Update(func(tx ota.Tx) error { return tx.PutDevice(d) }); err != nil {
+		t.Fatalf("Update(PutDevice): %v", err)
+	}
+	if fileSum(t, s.Path()) == before {
+		t.Errorf("Update(PutDevice) left the file's bytes unchanged, want the write committed")
+	}
+}
+
 // openTest creates a state file in a temporary folder. Its cleanup closes
 // the store, reopens the file read-only and fails the test if bbolt's page
 // check or the store's index checks find anything: every test database is

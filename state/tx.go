@@ -24,13 +24,18 @@ type tx struct {
 	// or repeat keys when its bucket changes underneath, so writes are
 	// refused instead of silently corrupting the walk.
 	iterating int
+	// wrote is set by the first write, so that Store.Update commits only a
+	// transaction that may have changed something.
+	wrote bool
 }
 
 var _ ota.Tx = (*tx)(nil)
 
 func (t *tx) bucket(name []byte) *bolt.Bucket { return t.b.Bucket(name) }
 
-// writable reports why the transaction may not be written now, if it may not.
+// writable reports why the transaction may not be written now, if it may
+// not. Every write method asks it first, so it is also where a write is
+// noted.
 func (t *tx) writable() error {
 	switch {
 	case !t.b.Writable():
@@ -38,6 +43,7 @@ func (t *tx) writable() error {
 	case t.iterating > 0:
 		return errIterating
 	}
+	t.wrote = true
 	return nil
 }
 

@@ -14,8 +14,9 @@ import (
 )
 
 // MaxPayload is the largest device message otactl reads (DESIGN.md section
-// 3). Anything bigger is reported invalid without being decoded, so a
-// misbehaving device cannot make otactl spend memory on it.
+// 3). Anything bigger is reported invalid without being decoded, and only
+// its start is kept (see Parse), so a misbehaving device cannot make otactl
+// spend memory or disk on it.
 const MaxPayload = 512 << 10
 
 // envelopeVersion is the protocol version otactl writes into requests.
@@ -55,14 +56,22 @@ type reply struct {
 // the rule broke (always Topic and Payload; the keys and kind once the topic
 // is valid), so that the history can record it without it changing state.
 //
-// payload is kept, not copied: the caller must not reuse it.
+// payload is kept, not copied: the caller must not reuse it. A payload over
+// MaxPayload is the exception: the report holds a copy of its first
+// ota.MaxRecordedPayload bytes, more than the history keeps of it, and its
+// Size, so that the received buffer is garbage as soon as the caller drops
+// it rather than waiting in the ingest queue for its batch.
 func Parse(topic string, payload []byte, dup, retained bool, received time.Time) ota.Report {
 	r := ota.Report{
 		Topic:      topic,
 		Payload:    payload,
+		Size:       len(payload),
 		Dup:        dup,
 		Retained:   retained,
 		ReceivedAt: received,
+	}
+	if len(payload) > MaxPayload {
+		r.Payload = bytes.Clone(payload[:ota.MaxRecordedPayload])
 	}
 	pk, dk, kind, err := SplitTopic(topic)
 	if err != nil {

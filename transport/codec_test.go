@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -230,6 +231,41 @@ func TestParseOversizedPayload(t *testing.T) {
 	}
 	if got.Version != "" {
 		t.Errorf("Parse(%d bytes) decoded the version of an oversized payload", len(payload))
+	}
+}
+
+// A 20,000,000-byte message was rejected for its size but kept whole, in
+// memory until it was recorded and then in the state file. Parse keeps only
+// the start of it, a copy, so that the received buffer can be freed at once,
+// and the size it had.
+func TestParseOversizedPayloadKeepsOnlyItsStart(t *testing.T) {
+	payload := bytes.Repeat([]byte("A"), 20000000)
+	got := Parse(informTopic("pk1", "sim-8"), payload, false, false, received)
+	if got.Invalid != "payload is 20000000 bytes; the limit is 524288" {
+		t.Errorf("Parse(20000000 bytes).Invalid = %q, want the size limit", got.Invalid)
+	}
+	if got.Size != len(payload) {
+		t.Errorf("Parse(20000000 bytes).Size = %d, want %d", got.Size, len(payload))
+	}
+	if n := len(got.Payload); n == 0 || n > ota.MaxRecordedPayload {
+		t.Errorf("Parse(20000000 bytes) kept %d bytes of payload, want 1 to %d",
+			n, ota.MaxRecordedPayload)
+	}
+	payload[0] = 'B'
+	if got.Payload[0] != 'A' {
+		t.Errorf("Parse(20000000 bytes) kept the received buffer, want a copy of its start")
+	}
+}
+
+// A payload nested past encoding/json's depth limit is rejected with that
+// reason, keeping its size.
+func TestParseTooDeepPayload(t *testing.T) {
+	payload := `{"id":"1","method":"ota.device.inform","params":` +
+		strings.Repeat("[", 100000) + strings.Repeat("]", 100000) + "}"
+	got := Parse(informTopic("pk1", "sim-8"), []byte(payload), false, false, received)
+	if !strings.Contains(got.Invalid, "exceeded max depth") || got.Size != len(payload) {
+		t.Errorf("Parse(%d nested bytes) = Invalid %q, Size %d; want the depth limit and %d",
+			len(payload), got.Invalid, got.Size, len(payload))
 	}
 }
 

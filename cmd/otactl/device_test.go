@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -21,7 +22,12 @@ var deviceMsgID atomic.Int64
 //	device [-retain] <pk> <dk> inform <version>
 //	device [-retain] <pk> <dk> progress <step> [jobId]
 //	device publish <topic> <payload>
+//	device repeat <topic> <count> <text> [<count> <text>...]
 //	device ask <pk> <dk>     (getversion; prints the reply)
+//
+// repeat publishes each text repeated count times, one after the other, for
+// payloads too large to write into a script (20,000,000 bytes, JSON nested
+// 100,000 deep).
 func cmdDevice(ts *testscript.TestScript, neg bool, args []string) {
 	if neg {
 		ts.Fatalf("device does not take !")
@@ -88,9 +94,12 @@ func deviceClient(ts *testscript.TestScript) mqtt.Client {
 
 func deviceMessage(args []string) (topic string, payload []byte, err error) {
 	usage := fmt.Errorf("usage: device [-retain] <pk> <dk> inform <v> | progress <step> [jobId]" +
-		" | device publish <topic> <payload>")
+		" | device publish <topic> <payload> | device repeat <topic> <count> <text>...")
 	if len(args) == 3 && args[0] == "publish" {
 		return args[1], []byte(args[2]), nil
+	}
+	if len(args) >= 4 && len(args)%2 == 0 && args[0] == "repeat" {
+		return repeated(args[1], args[2:])
 	}
 	if len(args) < 4 {
 		return "", nil, usage
@@ -110,4 +119,17 @@ func deviceMessage(args []string) (topic string, payload []byte, err error) {
 			transport.EncodeRequest(id, transport.MethodProgress, params), nil
 	}
 	return "", nil, fmt.Errorf("%w (got %s)", usage, strings.Join(args, " "))
+}
+
+// repeated builds the payload of device repeat from count and text pairs.
+func repeated(topic string, pairs []string) (string, []byte, error) {
+	var b strings.Builder
+	for i := 0; i < len(pairs); i += 2 {
+		n, err := strconv.Atoi(pairs[i])
+		if err != nil || n < 0 {
+			return "", nil, fmt.Errorf("device repeat: count %q is not a number", pairs[i])
+		}
+		b.WriteString(strings.Repeat(pairs[i+1], n))
+	}
+	return topic, []byte(b.String()), nil
 }

@@ -58,6 +58,7 @@ func TestScripts(t *testing.T) {
 			"freeport":   cmdFreePort,
 			"fetch":      cmdFetch,
 			"termagent":  cmdTermAgent,
+			"maxsize":    cmdMaxSize,
 			"sleep": func(ts *testscript.TestScript, _ bool, args []string) {
 				d, err := time.ParseDuration(args[0])
 				ts.Check(err)
@@ -87,6 +88,22 @@ func cmdExitCode(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	if got != want {
 		ts.Fatalf("%s exited %d, want %d", args[1], got, want)
+	}
+}
+
+// cmdMaxSize fails unless a file is at most the given number of bytes, for
+// scripts that guard against a state file growing with what devices send:
+// maxsize $STATE 2000000
+func cmdMaxSize(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: maxsize <file> <bytes>")
+	}
+	limit, err := strconv.ParseInt(args[1], 10, 64)
+	ts.Check(err)
+	fi, err := os.Stat(ts.MkAbs(args[0]))
+	ts.Check(err)
+	if fi.Size() > limit {
+		ts.Fatalf("%s is %d bytes, want at most %d", args[0], fi.Size(), limit)
 	}
 }
 

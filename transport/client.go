@@ -450,8 +450,9 @@ func (c *Client) Reply(ctx context.Context, to *ota.Report, code int, data any,
 	return nil
 }
 
-// Flush waits until the broker acknowledged every reply sent so far, and
-// returns the first failure among them.
+// Flush waits until every reply sent so far is written to the connection
+// (replies go at QoS 0, so the broker acknowledges none), and returns the
+// first failure among them.
 func (c *Client) Flush(ctx context.Context) error {
 	c.mu.Lock()
 	toks := c.replies

@@ -398,6 +398,14 @@ func TestKeysOnTheWire(t *testing.T) {
 	if err := s.client.Flush(ctx); err != nil {
 		t.Fatalf("Flush() = %v", err)
 	}
+	// Replies go at QoS 0: Flush means written to the connection, not
+	// processed by the broker, and the watcher's sentinel comes over a
+	// connection of its own, which the broker may serve first (under load
+	// it did, and the test saw no replies). A marker sent behind the
+	// replies on the session's own connection is processed after them.
+	if err := s.Drain(ctx); err != nil {
+		t.Fatalf("Drain() after Flush = %v", err)
+	}
 
 	got := map[string]ota.Report{}
 	for _, r := range rec.snapshot() {

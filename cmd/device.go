@@ -53,7 +53,7 @@ max_queued_messages, 1000 by default) bounds what is kept between runs.`,
 				}
 				return writeJSON(app.IO.Out, doc)
 			}
-			app.infof("synced with %s: %d messages recorded (%d rejected), %d devices known",
+			app.infof("synced with %s: %d messages received (%d rejected), %d devices known",
 				app.Settings.Broker, received, rejected, devices)
 			return nil
 		},

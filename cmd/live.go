@@ -30,7 +30,7 @@ type live struct {
 	agent    *ota.Lease         // the agent that receives for us, if any
 	closePub func()             // closes the publish-only client beside an agent
 
-	received, rejected atomic.Int64 // device messages recorded by this command
+	received, rejected atomic.Int64 // device messages this command received and applied
 
 	flushMu sync.Mutex    // one outbox flush at a time
 	kick    chan struct{} // a batch may have queued pushes

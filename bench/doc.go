@@ -7,6 +7,6 @@
 //
 //	go test ./bench -run '^$' -bench Ingest -benchtime 1x -timeout 60m
 //
-// docs/performance.md records what the ingest and read benchmarks measured
+// docs/performance.md records what every benchmark here measured
 // and what limits each figure.
 package bench

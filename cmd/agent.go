@@ -48,6 +48,7 @@ takes it over with a warning naming the old holder. See docs/agent.md.`,
 	}
 	c.Flags().DurationVar(&o.tick, "tick", DefaultTick, "how often to renew the lease and advance rollouts")
 	c.Flags().StringVar(&o.logFormat, "log-format", "", "text or json (default: text on a terminal, else json)")
+	_ = c.RegisterFlagCompletionFunc("log-format", oneOf("text", "json"))
 	c.Flags().StringVar(&o.serveFiles, "serve-files", "", "also serve stored firmware files on `host:port`")
 	return c
 }

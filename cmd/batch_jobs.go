@@ -34,6 +34,9 @@ so a task over 100,000 devices does not sit in memory.`,
 		},
 	}
 	c.Flags().StringVar(&status, "status", "", "only jobs in this `status`")
+	_ = c.RegisterFlagCompletionFunc("status", oneOf(string(ota.JobToBeUpgraded),
+		string(ota.JobInProgress), string(ota.JobSucceeded), string(ota.JobFailed),
+		string(ota.JobCanceled)))
 	return c
 }
 

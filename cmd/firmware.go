@@ -53,6 +53,7 @@ upgrade may use it.`,
 	f.StringVar(&o.file, "file", "", "image `file` to store and digest")
 	f.StringVar(&o.spec.Name, "name", "", "firmware `name`, unique in the product (default: the version)")
 	f.StringVar(&o.spec.SignMethod, "sign-method", ota.SignSHA256, "digest `method`: sha256 or md5")
+	_ = c.RegisterFlagCompletionFunc("sign-method", oneOf(ota.SignSHA256, ota.SignMD5))
 	f.StringVar(&o.spec.Sign, "sign", "", "expected `hex` digest of the image")
 	f.StringVar(&o.spec.URL, "url", "", "where devices fetch an image hosted elsewhere")
 	f.Int64Var(&o.spec.Size, "size", 0, "image size in `bytes` (with --url)")

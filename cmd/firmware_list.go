@@ -22,6 +22,8 @@ func newFirmwareListCmd(app *App) *cobra.Command {
 	}
 	c.Flags().StringVar(&product, "product", "", "only this product `key`")
 	c.Flags().StringVar(&status, "status", "", "only firmware in this `status`")
+	_ = c.RegisterFlagCompletionFunc("status", oneOf(string(ota.FirmwareUnverified),
+		string(ota.FirmwareVerifying), string(ota.FirmwareVerified)))
 	return c
 }
 

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/olekukonko/tablewriter"
+	"github.com/spf13/cobra"
 )
 
 // table is rows shaped for output: a tablewriter table with a header on a
@@ -95,6 +96,12 @@ func cell(s string) string {
 		i += n
 	}
 	return b.String()
+}
+
+// oneOf completes a flag whose value is one of choices, and never a file
+// name.
+func oneOf(choices ...string) cobra.CompletionFunc {
+	return cobra.FixedCompletions(choices, cobra.ShellCompDirectiveNoFileComp)
 }
 
 // fields prints "key: value" lines, the shape of one record on a terminal

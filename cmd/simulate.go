@@ -48,6 +48,7 @@ on stderr; with --json it is also the one JSON document on stdout.`,
 	f.StringVar(&o.KeyPrefix, "key-prefix", sim.DefaultKeyPrefix, "device keys are `prefix`1..N")
 	f.Float64Var(&o.FailRate, "fail-rate", 0, "share of devices, 0 to 1, that fail every upgrade")
 	f.StringVar(&failMode, "fail-mode", "", "how failing devices fail: "+strings.Join(modes, ", "))
+	_ = c.RegisterFlagCompletionFunc("fail-mode", oneOf(modes...))
 	f.DurationVar(&o.StepDelay, "step-delay", sim.DefaultStepDelay, "pause between progress reports")
 	f.IntVar(&o.Connections, "connections", 0, "MQTT connections to spread devices over (default: 1 per 500)")
 	f.Int64Var(&o.Seed, "seed", 1, "seed for which devices fail and when they connect")

@@ -130,11 +130,12 @@ func (r resolver) resolve(s *Settings) error {
 	}
 	s.LockTimeout, err = time.ParseDuration(r.v.GetString(keyLockTimeout))
 	if err != nil {
-		return ota.Invalid("lock-timeout %q (from --lock-timeout, OTACTL_LOCK_TIMEOUT or "+
-			"the config file) is not a duration such as 5s", r.v.GetString(keyLockTimeout))
+		return ota.Invalid("lock-timeout %q (from %s) is not a duration such as 5s",
+			r.v.GetString(keyLockTimeout), r.source(keyLockTimeout))
 	}
 	if s.LockTimeout <= 0 {
-		return ota.Invalid("--lock-timeout %s must be positive", s.LockTimeout)
+		return ota.Invalid("lock-timeout %s (from %s) must be positive", s.LockTimeout,
+			r.source(keyLockTimeout))
 	}
 	if err := checkBroker(s.Broker, r.source(keyBroker)); err != nil {
 		return err

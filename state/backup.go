@@ -39,15 +39,19 @@ func (s *Store) BackupFile(dst string, force bool) error {
 	dir := filepath.Dir(dst)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(dst)+".*.tmp")
 	if err != nil {
-		return stateErr(err, "back up to %s: %v", dst, err)
+		return dstErr(dst, err)
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := s.Backup(tmp); err != nil {
+	out := &dstWriter{w: tmp}
+	if _, err := s.Backup(out); err != nil {
 		_ = tmp.Close()
+		if out.err != nil {
+			return dstErr(dst, out.err)
+		}
 		return err
 	}
 	if err := syncClose(tmp); err != nil {
-		return stateErr(err, "back up to %s: %v", dst, err)
+		return dstErr(dst, err)
 	}
 	if err := placeFile(tmp.Name(), dst, force); err != nil {
 		return err
@@ -62,7 +66,7 @@ func (s *Store) checkBackupDst(dst string, force bool) error {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil
 	case err != nil:
-		return stateErr(err, "back up to %s: %v", dst, err)
+		return dstErr(dst, err)
 	}
 	if self, err := os.Stat(s.path); err == nil && os.SameFile(fi, self) {
 		return ota.Invalid("back up to %s: that is the state file itself", dst)
@@ -91,9 +95,31 @@ func placeFile(tmp, dst string, force bool) error {
 		return ota.Refused("back up to %s: the file exists", dst).
 			WithHint("choose another name, or pass --force to replace it")
 	case err != nil:
-		return stateErr(err, "back up to %s: %v", dst, err)
+		return dstErr(dst, err)
 	}
 	return nil
+}
+
+// dstErr is a failure to write the backup itself (no permission, a full
+// disk): the state file is fine, so it is not the state file's exit code 4
+// but an unexpected failure, as any failed write is (docs/exit-codes.md).
+func dstErr(dst string, err error) error {
+	return ota.Errorf(ota.KindInternal, "back up to %s: %w", dst, err)
+}
+
+// dstWriter keeps the first error of writing the backup, to tell it from
+// one of reading the state file.
+type dstWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (d *dstWriter) Write(p []byte) (int, error) {
+	n, err := d.w.Write(p)
+	if err != nil && d.err == nil {
+		d.err = err
+	}
+	return n, err
 }
 
 // syncClose flushes f to the disk and closes it, reporting the first error.

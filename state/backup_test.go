@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"sync"
@@ -126,3 +127,25 @@ func wantDevices(t *testing.T, s *Store, want int) {
 		t.Errorf("devices = %d, %v; want %d", n, err, want)
 	}
 }
+
+// A backup that cannot be written (here a folder where no file can be
+// created, even by root) is a failed write of the backup, exit 1: it once
+// came back as KindState, exit 4, "state file unusable", though the state
+// file was fine.
+func TestBackupFileWriteFailureIsNotTheStateFiles(t *testing.T) {
+	s := openTest(t)
+	dst := "/proc/self/backup.db"
+	err := s.BackupFile(dst, false)
+	wantKind(t, "BackupFile(/proc/self/backup.db)", err, ota.KindInternal, dst)
+}
+
+func TestBackupWriterErrorsAreKept(t *testing.T) {
+	w := &dstWriter{w: failingWriter{}}
+	if _, err := w.Write([]byte("x")); err == nil || w.err != err {
+		t.Errorf("dstWriter.Write = %v, kept %v; want the writer's error kept", err, w.err)
+	}
+}
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("no space left on device") }

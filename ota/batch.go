@@ -400,15 +400,8 @@ func EachPlanned(tx Tx, taskID string, fn func(deviceKey string) error) error {
 // plan would have given, and does not count against n.
 func (w *work) dispatchPlanned(t *Task, n int) error {
 	for n > 0 && t.Counts.Planned > 0 {
-		var keys []string
-		err := w.tx.SetEach(taskPlanned(t.ID), "", func(k string) error {
-			keys = append(keys, k)
-			if len(keys) == n {
-				return errStop
-			}
-			return nil
-		})
-		if err != nil && err != errStop {
+		keys, err := setFirst(w.tx, taskPlanned(t.ID), n)
+		if err != nil {
 			return err
 		}
 		if len(keys) == 0 {

@@ -138,15 +138,8 @@ func (w *work) dispatch(t *Task) error {
 	if n <= 0 {
 		return nil
 	}
-	var members []string
-	err := w.tx.SetEach(taskQueue(t.ID), "", func(m string) error {
-		members = append(members, m)
-		if len(members) == n {
-			return errStop
-		}
-		return nil
-	})
-	if err != nil && err != errStop {
+	members, err := setFirst(w.tx, taskQueue(t.ID), n)
+	if err != nil {
 		return err
 	}
 	pushed := t.Counts.Pushed
@@ -331,11 +324,8 @@ func (w *work) finishTask(t *Task, status TaskStatus, reason string) error {
 // dropPlanned counts the planned devices of a task that stops before their
 // jobs were created as canceled, and forgets them.
 func (w *work) dropPlanned(t *Task) error {
-	var keys []string
-	if err := w.tx.SetEach(taskPlanned(t.ID), "", func(k string) error {
-		keys = append(keys, k)
-		return nil
-	}); err != nil {
+	keys, err := setFirst(w.tx, taskPlanned(t.ID), -1)
+	if err != nil {
 		return err
 	}
 	for _, k := range keys {
@@ -350,11 +340,8 @@ func (w *work) dropPlanned(t *Task) error {
 
 // cancelPending cancels the set's jobs that are still To be upgraded.
 func (w *work) cancelPending(t *Task, set, reason string) error {
-	var members []string
-	if err := w.tx.SetEach(set, "", func(m string) error {
-		members = append(members, m)
-		return nil
-	}); err != nil {
+	members, err := setFirst(w.tx, set, -1)
+	if err != nil {
 		return err
 	}
 	for _, m := range members {

@@ -78,3 +78,24 @@ func (w *work) finish() error {
 	clear(w.dirty)
 	return nil
 }
+
+// setFirst returns the first n members of set in order, every member when n
+// is negative. Members are read before the caller writes, since the store
+// refuses writes while SetEach runs.
+func setFirst(tx Tx, set string, n int) ([]string, error) {
+	var members []string
+	if n == 0 {
+		return nil, nil
+	}
+	err := tx.SetEach(set, "", func(m string) error {
+		members = append(members, m)
+		if len(members) == n {
+			return errStop
+		}
+		return nil
+	})
+	if err == errStop {
+		err = nil
+	}
+	return members, err
+}

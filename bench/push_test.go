@@ -237,8 +237,8 @@ func checkBatchPushed(tb testing.TB, st *state.Store, taskID string) {
 		}
 		return tx.EachPush(func(*ota.Push) error { left++; return nil })
 	})
-	if err != nil || t == nil || t.Counts.Pushed != batchDevices || t.Counts.Queued != 0 || t.Counts.Planned != 0 ||
-		left != 0 {
+	if err != nil || t == nil || t.Counts.Pushed != batchDevices || t.Counts.Queued != 0 ||
+		t.Counts.Planned != 0 || left != 0 {
 		tb.Fatalf("after pushing: task %+v, %d pushes left, err %v; want %d pushed, none left",
 			t, left, err, batchDevices)
 	}

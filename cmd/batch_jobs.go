@@ -44,7 +44,8 @@ so a task over 100,000 devices does not sit in memory.`,
 // job: To be upgraded, with no job ID, attempt or times yet.
 func plannedJob(tx ota.Tx, t *ota.Task, deviceKey string) (*ota.Job, error) {
 	j := &ota.Job{DeviceKey: deviceKey, ProductKey: t.ProductKey, TaskID: t.ID,
-		TargetVersion: t.TargetVersion, Status: ota.JobToBeUpgraded, Desc: "planned, not pushed yet"}
+		TargetVersion: t.TargetVersion, Status: ota.JobToBeUpgraded,
+		Desc: "planned, not pushed yet"}
 	d, err := tx.Device(t.ProductKey, deviceKey)
 	if d != nil {
 		j.SourceVersion = d.Version

@@ -113,5 +113,6 @@ func taskProgress(t *ota.Task) string {
 	c := t.Counts
 	done := c.Succeeded + c.Failed + c.Canceled
 	return fmt.Sprintf("%s: %d/%d finished (%d succeeded, %d failed), %d in progress, %d pushed, "+
-		"%d queued", t.ID, done, c.Targets, c.Succeeded, c.Failed, c.InProgress, c.Pushed, c.Queued+c.Planned)
+		"%d queued", t.ID, done, c.Targets, c.Succeeded, c.Failed, c.InProgress, c.Pushed,
+		c.Queued+c.Planned)
 }

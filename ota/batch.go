@@ -388,6 +388,26 @@ func PlannedIn(tx Tx, taskIDs []string, deviceKey string) (string, error) {
 	return "", nil
 }
 
+// PlannedProblems checks that a task's planned count agrees with its
+// planned set, which only a running task may hold, and names each
+// disagreement; `state check` runs it over every task.
+func PlannedProblems(tx Tx, t *Task) ([]string, error) {
+	n := 0
+	if err := EachPlanned(tx, t.ID, func(string) error { n++; return nil }); err != nil {
+		return nil, err
+	}
+	var problems []string
+	if n != t.Counts.Planned {
+		problems = append(problems, fmt.Sprintf("task %s counts %d planned devices, "+
+			"its planned set holds %d", t.ID, t.Counts.Planned, n))
+	}
+	if n > 0 && t.Status != TaskRunning {
+		problems = append(problems, fmt.Sprintf("task %s is %s with %d devices still planned",
+			t.ID, t.Status, n))
+	}
+	return problems, nil
+}
+
 // EachPlanned visits the planned devices of a task, those still waiting for
 // their job, in key order.
 func EachPlanned(tx Tx, taskID string, fn func(deviceKey string) error) error {
@@ -472,7 +492,9 @@ func (w *work) plannedSkip(t *Task, d *Device) (string, error) {
 		return SkipUnknown, nil
 	case SameVersion(d.Version, t.TargetVersion):
 		return SkipOnTarget, nil
-	case !slices.ContainsFunc(t.FromVersions, func(v string) bool { return SameVersion(v, d.Version) }):
+	case !slices.ContainsFunc(t.FromVersions, func(v string) bool {
+		return SameVersion(v, d.Version)
+	}):
 		return SkipOtherSource, nil
 	case d.ActiveJob != "":
 		return SkipBusy, nil

@@ -534,7 +534,8 @@ func TestBatchPlannedDevicesAreReservedAndCheckedAgain(t *testing.T) {
 		AllowUnverifiedSource: true})
 	if err != nil || p.Targets != 0 || p.Skipped[ota.SkipBusy] != 1 ||
 		!strings.Contains(p.Examples[0].Detail, "planned in batch task "+task.ID) {
-		t.Fatalf("another task's plan of a planned device = %+v, %v; want it skipped as busy", p, err)
+		t.Fatalf("another task's plan of a planned device = %+v, %v; want it skipped as busy",
+			p, err)
 	}
 
 	f.send(f.inform(planned[1], "2.0.0"), f.inform(planned[2], "1.2.0"))
@@ -594,8 +595,9 @@ func TestDeleteFirmwareRefusedWhileATaskRuns(t *testing.T) {
 		_, err := ota.DeleteFirmware(tx, fw.ID, f.now)
 		return err
 	})
-	if ota.KindOf(err) != ota.KindRefused || !strings.Contains(err.Error(), "running batch task "+task.ID) {
-		t.Fatalf("DeleteFirmware with a running task: err = %v, want refusal naming %s", err, task.ID)
+	want := "running batch task " + task.ID
+	if ota.KindOf(err) != ota.KindRefused || !strings.Contains(err.Error(), want) {
+		t.Fatalf("DeleteFirmware with a running task: err = %v, want refusal naming %q", err, want)
 	}
 }
 
@@ -610,8 +612,9 @@ func TestBatchGateNamesTheUnfinishedJobOfAnOlderRound(t *testing.T) {
 	f.ackPushes()
 	f.send(f.progress("slow", 40))
 	f.update(func(tx ota.Tx) error {
-		_, _, err := ota.Reverify(tx, ota.VerifySpec{Firmware: fw.ID, FromVersions: []string{"1.0.0"},
-			Devices: []string{"d1"}, JobTimeout: time.Hour}, f.env())
+		spec := ota.VerifySpec{Firmware: fw.ID, FromVersions: []string{"1.0.0"},
+			Devices: []string{"d1"}, JobTimeout: time.Hour}
+		_, _, err := ota.Reverify(tx, spec, f.env())
 		return err
 	})
 	f.ackPushes()

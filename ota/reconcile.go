@@ -63,7 +63,8 @@ func (w *work) reconcile(t *Task) error {
 		return err
 	}
 	c := t.Counts
-	if c.Planned == 0 && c.Queued == 0 && c.Pushed == 0 && c.InProgress == 0 && !t.Controls.Incremental {
+	idle := c.Planned == 0 && c.Queued == 0 && c.Pushed == 0 && c.InProgress == 0
+	if idle && !t.Controls.Incremental {
 		return w.finishTask(t, TaskCompleted, "")
 	}
 	return nil

@@ -22,11 +22,11 @@ var errEnough = errors.New("too many problems")
 // invariants between records (a device's active job is an active job of
 // that device and the other way round, a round's jobs exist and belong to
 // its firmware, every outbox push names an existing job, every task job
-// names an existing task). A round's or task's firmware may be missing:
-// deleting a firmware keeps them as history. It returns the problems
-// found, at most about a hundred; none means the file is sound. It runs in
-// one read transaction, so it sees one consistent snapshot while others
-// keep working.
+// names an existing task, a task's planned devices agree with its counts).
+// A round's or task's firmware may be missing: deleting a firmware keeps
+// them as history. It returns the problems found, at most about a hundred;
+// none means the file is sound. It runs in one read transaction, so it sees
+// one consistent snapshot while others keep working.
 func (s *Store) Check() []error { return s.check(true) }
 
 // check runs the structural checks, and the record invariants when records
@@ -41,7 +41,7 @@ func (s *Store) check(records bool) []error {
 			c.tasks, c.sets, c.lease}
 		if records {
 			steps = append(steps, c.activeJobs, c.deviceJobs, c.roundJobs, c.pushJobs,
-				c.taskJobs)
+				c.taskJobs, c.taskPlans)
 		}
 		for _, step := range steps {
 			if err := c.run(step); err != nil {
@@ -344,6 +344,23 @@ func (c *checker) pushJobs() error {
 
 // taskJobs checks that every job of a task names an existing task. Tasks
 // are never deleted, so a job that names a missing one was written wrong.
+// taskPlans checks each task's planned devices against its counts, by
+// ota's own rule (ota.PlannedProblems).
+func (c *checker) taskPlans() error {
+	return scan(c, bucketTask, func(_ []byte, task *ota.Task) error {
+		problems, err := ota.PlannedProblems(c.t, task)
+		if err != nil {
+			return c.addf("task %s: planned devices: %v", task.ID, err)
+		}
+		for _, p := range problems {
+			if err := c.addf("%s", p); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 func (c *checker) taskJobs() error {
 	return scan(c, bucketJob, func(_ []byte, j *ota.Job) error {
 		if j.TaskID == "" {

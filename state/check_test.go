@@ -117,6 +117,12 @@ func TestCheckFindsProblems(t *testing.T) {
 		{"job of missing task", func(tx ota.Tx) error {
 			return tx.PutJob(&ota.Job{ID: "job-4", TaskID: "task-9", Status: ota.JobFailed})
 		}, "job job-4: task task-9 does not exist"},
+		// "task/task-5/planned" is ota's name for the set of a task's planned
+		// devices (ota.EachPlanned).
+		{"planned count off", plannedTask(ota.TaskRunning, 2, "dk"),
+			"task task-5 counts 2 planned devices, its planned set holds 1"},
+		{"finished task still planning", plannedTask(ota.TaskCompleted, 1, "dk"),
+			"task task-5 is completed with 1 devices still planned"},
 	}
 	for _, c := range records {
 		t.Run(c.name, func(t *testing.T) {
@@ -131,6 +137,19 @@ func TestCheckFindsProblems(t *testing.T) {
 			editRaw(t, s, c.breakIt)
 			wantProblem(t, s.Check(), c.want)
 		})
+	}
+}
+
+// plannedTask stores task-5 with a planned count and its planned set.
+func plannedTask(status ota.TaskStatus, planned int, keys ...string) func(ota.Tx) error {
+	return func(tx ota.Tx) error {
+		for _, k := range keys {
+			if err := tx.SetAdd("task/task-5/planned", k); err != nil {
+				return err
+			}
+		}
+		return tx.PutTask(&ota.Task{ID: "task-5", ProductKey: "pk", Status: status,
+			Counts: ota.TaskCounts{Targets: planned, Planned: planned}})
 	}
 }
 

@@ -462,14 +462,13 @@ func (w *work) startPlanned(t *Task, deviceKey string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	reason, err := w.plannedSkip(t, d)
-	if err != nil || reason != "" {
+	if reason := plannedSkip(t, d); reason != "" {
 		t.Counts.Targets--
 		if t.Skipped == nil {
 			t.Skipped = map[string]int{}
 		}
 		t.Skipped[reason]++
-		return false, err
+		return false, nil
 	}
 	now := w.env.now()
 	j, err := newJob(w.tx, f, d, now)
@@ -486,23 +485,23 @@ func (w *work) startPlanned(t *Task, deviceKey string) (bool, error) {
 
 // plannedSkip is why a planned device no longer takes a job, or "": the
 // plan's own reasons, applied to the device as it is now.
-func (w *work) plannedSkip(t *Task, d *Device) (string, error) {
+func plannedSkip(t *Task, d *Device) string {
 	switch {
 	case d == nil || d.Version == "":
-		return SkipUnknown, nil
+		return SkipUnknown
 	case SameVersion(d.Version, t.TargetVersion):
-		return SkipOnTarget, nil
+		return SkipOnTarget
 	case !slices.ContainsFunc(t.FromVersions, func(v string) bool {
 		return SameVersion(v, d.Version)
 	}):
-		return SkipOtherSource, nil
+		return SkipOtherSource
 	case d.ActiveJob != "":
-		return SkipBusy, nil
+		return SkipBusy
 	}
 	if c, ok := CompareVersions(d.Version, t.TargetVersion); ok && c > 0 && !t.AllowDowngrade {
-		return SkipDowngrade, nil
+		return SkipDowngrade
 	}
-	return "", nil
+	return ""
 }
 
 // enqueueJob creates a job of t for d and puts it in t's queue. It does not

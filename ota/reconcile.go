@@ -371,36 +371,40 @@ func (w *work) cancelPending(t *Task, set, reason string) error {
 	return nil
 }
 
+// loadRunning reads, once per transaction, the running tasks that devices
+// may join (incremental ones) and those that reserve devices (with planned
+// devices left), by product. A task finished later in the transaction has
+// no planned set left and is checked again before a device joins it.
+func (w *work) loadRunning() error {
+	if w.joins != nil {
+		return nil
+	}
+	w.joins, w.planning = map[string][]*Task{}, map[string][]string{}
+	return w.tx.EachTask(func(t *Task) error {
+		if t.Status != TaskRunning {
+			return nil
+		}
+		if t.Controls.Incremental {
+			w.joins[t.ProductKey] = append(w.joins[t.ProductKey], t)
+		}
+		if t.Counts.Planned > 0 {
+			w.planning[t.ProductKey] = append(w.planning[t.ProductKey], t.ID)
+		}
+		return nil
+	})
+}
+
 // joinTasks adds a device that reported a source version to the running
 // incremental task of its product that takes that version, if any.
 func (w *work) joinTasks(d *Device) error {
 	if d.ActiveJob != "" {
 		return nil
 	}
-	if w.planning == nil {
-		w.planning = map[string][]string{}
+	if err := w.loadRunning(); err != nil || len(w.joins[d.ProductKey]) == 0 {
+		return err
 	}
-	planning, ok := w.planning[d.ProductKey]
-	if !ok {
-		var err error
-		if planning, err = PlanningTasks(w.tx, d.ProductKey); err != nil {
-			return err
-		}
-		w.planning[d.ProductKey] = planning
-	}
-	if id, err := PlannedIn(w.tx, planning, d.DeviceKey); err != nil || id != "" {
+	if id, err := PlannedIn(w.tx, w.planning[d.ProductKey], d.DeviceKey); err != nil || id != "" {
 		return err // a target already, waiting for its turn
-	}
-	if w.joins == nil {
-		w.joins = map[string][]*Task{}
-		if err := w.tx.EachTask(func(t *Task) error {
-			if t.Status == TaskRunning && t.Controls.Incremental {
-				w.joins[t.ProductKey] = append(w.joins[t.ProductKey], t)
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
 	}
 	for _, cached := range w.joins[d.ProductKey] {
 		t, err := w.task(cached.ID)

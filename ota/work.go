@@ -10,9 +10,8 @@ type work struct {
 	rounds map[string]bool    // rounds to settle
 	tasks  map[string]*Task   // tasks read in this transaction, by ID
 	dirty  map[string]bool    // tasks to write back
-	joins  map[string][]*Task // running incremental tasks by product, loaded once
-	// planning is PlanningTasks by product, loaded once: a task finished in
-	// this transaction has no planned set left, so its ID does no harm.
+	joins  map[string][]*Task // running incremental tasks by product (loadRunning)
+	// planning is PlanningTasks by product (loadRunning).
 	planning map[string][]string
 	// images are firmware read for upgrade commands, by ID. Only the image's
 	// fields (version, digest, size, URL) are used from them, and those

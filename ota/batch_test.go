@@ -2,6 +2,7 @@ package ota_test
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -647,4 +648,30 @@ func (f *fleet) round1Timeout(fwID string) ota.Duration {
 		return nil
 	})
 	return d
+}
+
+// A retry waits behind the targets not yet pushed, first come first served:
+// pushed first, failing devices once made up the first finished jobs, and
+// a rollout with --abort-min-finished 10 aborted on three bad devices out
+// of 46 (docs/batch-upgrade.md's worked example).
+func TestBatchRetryWaitsBehindPlannedDevices(t *testing.T) {
+	f := newFleet(t)
+	fw := f.verified("2.0.0", "1.0.0")
+	f.send(f.inform("a1", "1.0.0"), f.inform("b1", "1.0.0"), f.inform("b2", "1.0.0"))
+	f.mustTask(ota.BatchSpec{Firmware: fw.ID, Devices: []string{"a1", "b1", "b2"},
+		Controls: ota.TaskControls{MaxConcurrent: 1, Retries: 1}})
+	var order []string
+	for pushed := f.reconcile(); len(pushed) > 0; pushed = f.reconcile() {
+		for _, k := range pushed {
+			order = append(order, k)
+			if k == "a1" {
+				f.send(f.progress(k, -2))
+			} else {
+				f.send(f.progress(k, 100), f.inform(k, "2.0.0"))
+			}
+		}
+	}
+	if want := []string{"a1", "b1", "b2", "a1"}; !slices.Equal(order, want) {
+		t.Fatalf("pushed in the order %v, want %v", order, want)
+	}
 }

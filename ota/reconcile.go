@@ -122,8 +122,11 @@ func (w *work) expireJob(j *Job) error {
 }
 
 // dispatch moves as many jobs into flight as the controls allow and queues
-// their pushes: first the queued jobs (retries and devices that joined),
-// which were waiting already, then planned devices, each given its job.
+// their pushes, first come first served: the planned devices, each given
+// its job, then the queued jobs (retries and devices that joined), which
+// came after the task was created. A retry thus waits behind the targets
+// not yet pushed, so that a few failing devices do not make up the first
+// finished jobs that the abort rule counts.
 func (w *work) dispatch(t *Task) error {
 	c, now := t.Controls, w.env.now()
 	n := t.Counts.Queued + t.Counts.Planned
@@ -139,17 +142,23 @@ func (w *work) dispatch(t *Task) error {
 	if n <= 0 {
 		return nil
 	}
+	pushed := t.Counts.Pushed
+	if err := w.dispatchPlanned(t, n); err != nil {
+		return err
+	}
+	if n -= t.Counts.Pushed - pushed; n <= 0 || t.Counts.Queued == 0 {
+		return nil
+	}
 	members, err := setFirst(w.tx, taskQueue(t.ID), n)
 	if err != nil {
 		return err
 	}
-	pushed := t.Counts.Pushed
 	for _, m := range members {
 		if err := w.dispatchJob(t, m, now); err != nil {
 			return err
 		}
 	}
-	return w.dispatchPlanned(t, n-(t.Counts.Pushed-pushed))
+	return nil
 }
 
 func (w *work) dispatchJob(t *Task, m string, now time.Time) error {

@@ -17,9 +17,11 @@ func newBatchJobsCmd(app *App) *cobra.Command {
 		Long: `List the jobs of a batch task as recorded: device, status, step, description,
 failure reason, attempt and times. Devices that wait for their turn have no
 job yet: they are listed last, To be upgraded, with attempt 0 and the
-description "planned, not pushed yet". It reads the state file only (run sync or
-keep the agent running for fresh records), and prints rows as it reads them,
-so a task over 100,000 devices does not sit in memory.`,
+description "planned, not pushed yet"; once the task is canceled or aborted,
+those it never pushed are listed Canceled, "canceled before its turn". It
+reads the state file only (run sync or keep the agent running for fresh
+records), and prints rows as it reads them, so a task over 100,000 devices
+does not sit in memory.`,
 		Example: `  $ otactl batch-upgrade jobs task-1 --status failed
   $ otactl batch-upgrade jobs task-1 --json > jobs.json`,
 		Args: oneArg("task"),
@@ -40,17 +42,29 @@ so a task over 100,000 devices does not sit in memory.`,
 	return c
 }
 
-// plannedJob is the row of a device that waits in the task's plan for its
-// job: To be upgraded, with no job ID, attempt or times yet.
+// plannedJob is the row of a device of the task's plan, which has no job:
+// To be upgraded while the task runs, and canceled before its turn once it
+// stopped. It has no job ID, attempt or times.
 func plannedJob(tx ota.Tx, t *ota.Task, deviceKey string) (*ota.Job, error) {
 	j := &ota.Job{DeviceKey: deviceKey, ProductKey: t.ProductKey, TaskID: t.ID,
-		TargetVersion: t.TargetVersion, Status: ota.JobToBeUpgraded,
+		TargetVersion: t.TargetVersion, Status: plannedStatus(t),
 		Desc: "planned, not pushed yet"}
+	if j.Status == ota.JobCanceled {
+		j.Desc, j.Reason = "canceled before its turn", "task "+string(t.Status)
+	}
 	d, err := tx.Device(t.ProductKey, deviceKey)
 	if d != nil {
 		j.SourceVersion = d.Version
 	}
 	return j, err
+}
+
+// plannedStatus is the status of the devices in a task's plan.
+func plannedStatus(t *ota.Task) ota.JobStatus {
+	if t.Status == ota.TaskRunning {
+		return ota.JobToBeUpgraded
+	}
+	return ota.JobCanceled
 }
 
 func runBatchJobs(app *App, taskID string, status ota.JobStatus) error {
@@ -83,7 +97,7 @@ func runBatchJobs(app *App, taskID string, status ota.JobStatus) error {
 				}
 				return emit(j)
 			})
-			if err != nil || (status != "" && status != ota.JobToBeUpgraded) {
+			if err != nil || (status != "" && status != plannedStatus(t)) {
 				return err
 			}
 			return ota.EachPlanned(tx, taskID, func(dk string) error {

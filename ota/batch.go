@@ -388,28 +388,30 @@ func PlannedIn(tx Tx, taskIDs []string, deviceKey string) (string, error) {
 	return "", nil
 }
 
-// PlannedProblems checks that a task's planned count agrees with its
-// planned set, which only a running task may hold, and names each
-// disagreement; `state check` runs it over every task.
+// PlannedProblems checks that a task's planned set agrees with its counts
+// and names each disagreement; `state check` runs it over every task. A
+// running task's set holds its planned devices; a finished one's, those it
+// canceled before their turn, which are among its canceled jobs.
 func PlannedProblems(tx Tx, t *Task) ([]string, error) {
 	n := 0
 	if err := EachPlanned(tx, t.ID, func(string) error { n++; return nil }); err != nil {
 		return nil, err
 	}
-	var problems []string
-	if n != t.Counts.Planned {
-		problems = append(problems, fmt.Sprintf("task %s counts %d planned devices, "+
-			"its planned set holds %d", t.ID, t.Counts.Planned, n))
+	switch {
+	case t.Status == TaskRunning && n != t.Counts.Planned:
+		return []string{fmt.Sprintf("task %s counts %d planned devices, its planned set holds %d",
+			t.ID, t.Counts.Planned, n)}, nil
+	case t.Status != TaskRunning && (t.Counts.Planned != 0 || n > t.Counts.Canceled):
+		return []string{fmt.Sprintf("task %s is %s with %d planned and %d canceled devices, "+
+			"its planned set holds %d", t.ID, t.Status, t.Counts.Planned, t.Counts.Canceled,
+			n)}, nil
 	}
-	if n > 0 && t.Status != TaskRunning {
-		problems = append(problems, fmt.Sprintf("task %s is %s with %d devices still planned",
-			t.ID, t.Status, n))
-	}
-	return problems, nil
+	return nil, nil
 }
 
-// EachPlanned visits the planned devices of a task, those still waiting for
-// their job, in key order.
+// EachPlanned visits the planned set of a task in key order: the devices
+// still waiting for their job while it runs, and once it stopped, those it
+// canceled before their turn.
 func EachPlanned(tx Tx, taskID string, fn func(deviceKey string) error) error {
 	return tx.SetEach(taskPlanned(taskID), "", fn)
 }

@@ -332,17 +332,10 @@ func (w *work) finishTask(t *Task, status TaskStatus, reason string) error {
 }
 
 // dropPlanned counts the planned devices of a task that stops before their
-// jobs were created as canceled, and forgets them.
+// turn as canceled. They stay in the planned set, which a task that is not
+// running no longer reserves devices with, so that `batch-upgrade jobs`
+// still lists them, canceled, and canceling writes nothing per device.
 func (w *work) dropPlanned(t *Task) error {
-	keys, err := setFirst(w.tx, taskPlanned(t.ID), -1)
-	if err != nil {
-		return err
-	}
-	for _, k := range keys {
-		if err := w.tx.SetRemove(taskPlanned(t.ID), k); err != nil {
-			return err
-		}
-	}
 	t.Counts.Canceled += t.Counts.Planned
 	t.Counts.Planned = 0
 	return nil
@@ -412,7 +405,17 @@ func (w *work) joinTasks(d *Device) error {
 	if err := w.loadRunning(); err != nil || len(w.joins[d.ProductKey]) == 0 {
 		return err
 	}
-	if id, err := PlannedIn(w.tx, w.planning[d.ProductKey], d.DeviceKey); err != nil || id != "" {
+	var planning []string
+	for _, id := range w.planning[d.ProductKey] {
+		t, err := w.task(id)
+		if err != nil {
+			return err
+		}
+		if t.Status == TaskRunning { // it may have finished in this transaction
+			planning = append(planning, id)
+		}
+	}
+	if id, err := PlannedIn(w.tx, planning, d.DeviceKey); err != nil || id != "" {
 		return err // a target already, waiting for its turn
 	}
 	for _, cached := range w.joins[d.ProductKey] {

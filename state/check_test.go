@@ -122,7 +122,8 @@ func TestCheckFindsProblems(t *testing.T) {
 		{"planned count off", plannedTask(ota.TaskRunning, 2, "dk"),
 			"task task-5 counts 2 planned devices, its planned set holds 1"},
 		{"finished task still planning", plannedTask(ota.TaskCompleted, 1, "dk"),
-			"task task-5 is completed with 1 devices still planned"},
+			"task task-5 is completed with 1 planned and 0 canceled devices, " +
+				"its planned set holds 1"},
 	}
 	for _, c := range records {
 		t.Run(c.name, func(t *testing.T) {

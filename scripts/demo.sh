@@ -36,9 +36,11 @@ die() {
   printf '%sdemo failed: %s%s\n' "$red" "$*" "$reset" >&2
   exit 1
 }
-# show prints a command the way a reader would type it, quoting the words
-# that need it, so that it can be pasted back into a shell.
-show() {
+# say prints a command line written out whole, as a reader would type it.
+say() { printf '%s$ %s%s\n' "$bold" "$*" "$reset"; }
+# quoted writes a command given word by word as a shell line, quoting the
+# words that need it, so that it can be pasted back into a shell.
+quoted() {
   local line="" w
   for w in "$@"; do
     case $w in
@@ -46,8 +48,10 @@ show() {
     esac
     line+="${line:+ }$w"
   done
-  printf '%s$ %s%s\n' "$bold" "$line" "$reset"
+  printf '%s' "$line"
 }
+# show prints a command given word by word.
+show() { say "$(quoted "$@")"; }
 # run shows a command and runs it; any non-zero exit ends the demo. stderr
 # joins stdout so that messages stay next to the command that printed them.
 run() {
@@ -190,7 +194,7 @@ if [ -z "$broker_pid" ]; then
   sed "s/^/   mosquitto: /" "$tmp/mosquitto/mosquitto.log" >&2
   die "could not start mosquitto on a free loopback port"
 fi
-show "$mosquitto -c $tmp/mosquitto/mosquitto.conf &"
+say "$mosquitto -c $tmp/mosquitto/mosquitto.conf &"
 note "listening on 127.0.0.1:$port, config, persistence and log in $tmp/mosquitto"
 
 run export OTACTL_BROKER="tcp://127.0.0.1:$port"
@@ -201,7 +205,7 @@ note "every otactl command below reads the broker and state file from these"
 
 heading "Register a firmware image"
 note "a 256 KiB image of random bytes stands in for a real build"
-show "head -c 262144 /dev/urandom > $tmp/fw-$TARGET.bin"
+say "head -c 262144 /dev/urandom > $tmp/fw-$TARGET.bin"
 head -c 262144 /dev/urandom >"$tmp/fw-$TARGET.bin"
 run otactl firmware add --product "$PRODUCT" --version "$TARGET" --file "$tmp/fw-$TARGET.bin" \
   --desc "demo image"
@@ -220,7 +224,7 @@ note "all on $FROM; they run in the background, logging to $tmp/sim-*.log"
 sim() {
   local name=$1
   shift
-  show otactl simulate "$@" "&"
+  say "$(quoted otactl simulate "$@") &"
   otactl simulate "$@" >"$tmp/sim-$name.log" 2>&1 &
   sim_pids+=("$!")
 }
@@ -229,7 +233,7 @@ sim bad --product "$PRODUCT" --devices 1 --version "$FROM" --key-prefix bad- \
   --fail-rate 1 --fail-mode verify --step-delay "$STEP_DELAY"
 
 heading "Wait until otactl has heard from all 7 devices"
-show "otactl sync --json   # repeated until it reports 7 devices"
+say "otactl sync --json   # repeated until it reports 7 devices"
 devices=0
 for i in $(seq 30); do
   for pid in "${sim_pids[@]}"; do
@@ -269,17 +273,22 @@ run otactl versions --product "$PRODUCT"
 
 # ---- batch upgrade --------------------------------------------------------
 
-heading "Plan a batch upgrade of the rest of the fleet (dry run)"
+# healthy lists the devices the rollout takes, as the demo shows it typed.
+healthy_cmd="otactl device list --product $PRODUCT --version $FROM | cut -f2 | grep '^sim-'"
+healthy() { otactl device list --product "$PRODUCT" --version "$FROM" | cut -f2 | grep '^sim-'; }
+
+heading "Plan a batch upgrade of the healthy devices (dry run)"
 note "refused for any firmware that did not pass; --dry-run changes nothing"
-run otactl batch-upgrade "$FW" --from-version "$FROM" --dry-run
+note "the device keys come from device list through a pipe: --devices-file -"
+say "$healthy_cmd |"
+printf '%s    %s%s\n' "$bold" "otactl batch-upgrade $FW --devices-file - --dry-run" "$reset"
+healthy | otactl batch-upgrade "$FW" --devices-file - --dry-run 2>&1
 
 heading "Roll out to the healthy devices, two at a time"
-note "the device keys come from device list through a pipe: --devices-file -"
-printf '%s$ %s\n    %s%s\n' "$bold" \
-  "otactl device list --product $PRODUCT --version $FROM | cut -f2 | grep '^sim-' |" \
+say "$healthy_cmd |"
+printf '%s    %s%s\n' "$bold" \
   "otactl batch-upgrade $FW --devices-file - --max-concurrent 2 --wait --wait-timeout 5m" "$reset"
-otactl device list --product "$PRODUCT" --version "$FROM" | cut -f2 | grep '^sim-' |
-  otactl batch-upgrade "$FW" --devices-file - --max-concurrent 2 --wait --wait-timeout 5m 2>&1
+healthy | otactl batch-upgrade "$FW" --devices-file - --max-concurrent 2 --wait --wait-timeout 5m 2>&1
 run otactl batch-upgrade list
 run otactl versions --product "$PRODUCT"
 note "bad-1 stays on $FROM: it rejects this image, and the rollout left it out"

@@ -464,7 +464,7 @@ func (w *work) startPlanned(t *Task, deviceKey string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if reason := plannedSkip(t, d); reason != "" {
+	if reason := plannedSkip(t, d, ""); reason != "" {
 		t.Counts.Targets--
 		if t.Skipped == nil {
 			t.Skipped = map[string]int{}
@@ -485,9 +485,10 @@ func (w *work) startPlanned(t *Task, deviceKey string) (bool, error) {
 	return true, w.launch(t, j, now)
 }
 
-// plannedSkip is why a planned device no longer takes a job, or "": the
-// plan's own reasons, applied to the device as it is now.
-func plannedSkip(t *Task, d *Device) string {
+// plannedSkip is why a device of t no longer takes a job, or "": the plan's
+// own reasons, applied to the device as it is now. own is the job of t the
+// device may hold already (a queued retry), which does not make it busy.
+func plannedSkip(t *Task, d *Device, own string) string {
 	switch {
 	case d == nil || d.Version == "":
 		return SkipUnknown
@@ -497,7 +498,7 @@ func plannedSkip(t *Task, d *Device) string {
 		return SameVersion(v, d.Version)
 	}):
 		return SkipOtherSource
-	case d.ActiveJob != "":
+	case d.ActiveJob != "" && d.ActiveJob != own:
 		return SkipBusy
 	}
 	if c, ok := CompareVersions(d.Version, t.TargetVersion); ok && c > 0 && !t.AllowDowngrade {

@@ -675,3 +675,40 @@ func TestBatchRetryWaitsBehindPlannedDevices(t *testing.T) {
 		t.Fatalf("pushed in the order %v, want %v", order, want)
 	}
 }
+
+// A retry is looked at again like a planned device. A device that failed
+// on a version the task does not take is not retried, and one that moved to
+// such a version while its retry waited is not pushed: a retry once pushed
+// 2.0.0 to a device on 9.0.0 (a downgrade, without --allow-downgrade) and to
+// one on 2.0.0-wrong, which no verification covered.
+func TestBatchRetryIsCheckedAgain(t *testing.T) {
+	f := newFleet(t)
+	fw := f.verified("2.0.0", "1.0.0")
+	f.send(f.inform("a1", "1.0.0"), f.inform("a2", "1.0.0"), f.inform("b1", "1.0.0"),
+		f.inform("b2", "1.0.0"))
+	task := f.mustTask(ota.BatchSpec{Firmware: fw.ID, Devices: []string{"a1", "a2", "b1", "b2"},
+		Controls: ota.TaskControls{MaxConcurrent: 2, Retries: 1}})
+	if pushed := f.reconcile(); !slices.Equal(pushed, []string{"a1", "a2"}) {
+		t.Fatalf("first step pushed %v, want a1 and a2", pushed)
+	}
+	// a1 reports a newer version, then fails: no retry. a2 fails on the
+	// source version: its retry waits behind b1 and b2.
+	f.send(f.inform("a1", "9.0.0"), f.progress("a1", -2), f.progress("a2", -2))
+	if pushed := f.reconcile(); !slices.Equal(pushed, []string{"b1", "b2"}) {
+		t.Fatalf("second step pushed %v, want b1 and b2", pushed)
+	}
+	// While a2's retry waits, a2 moves to a version the task does not take.
+	f.send(f.inform("a2", "1.5.0"), f.progress("b1", 100), f.inform("b1", "2.0.0"),
+		f.progress("b2", 100), f.inform("b2", "2.0.0"))
+	if pushed := f.reconcile(); len(pushed) != 0 {
+		t.Fatalf("third step pushed %v, want nothing", pushed)
+	}
+	wantStatus(t, f.job("a2"), ota.JobCanceled, "not pushed: "+ota.SkipOtherSource)
+	got := f.task(task.ID)
+	c := got.Counts
+	if got.Status != ota.TaskCompleted || c.Succeeded != 2 || c.Failed != 1 || c.Retried != 1 ||
+		c.Canceled != 1 {
+		t.Fatalf("task = %s %+v, want completed: b1, b2 succeeded, a1 failed, a2 retried, canceled",
+			got.Status, c)
+	}
+}

@@ -172,6 +172,22 @@ func (w *work) dispatchJob(t *Task, m string, now time.Time) error {
 	if j == nil || j.Status != JobToBeUpgraded {
 		return nil // a stale member: nothing to push
 	}
+	// A retry or a joined device waited in the queue: it is looked at again,
+	// as a planned device is, and canceled if it no longer qualifies.
+	d, err := w.tx.Device(j.ProductKey, j.DeviceKey)
+	if err != nil {
+		return err
+	}
+	if reason := plannedSkip(t, d, j.ID); reason != "" {
+		if d == nil {
+			d = &Device{ProductKey: j.ProductKey, DeviceKey: j.DeviceKey}
+		}
+		j.Status, j.Reason, j.FinishedAt = JobCanceled, "not pushed: "+reason, now
+		if err := w.saveJob(d, j, JobToBeUpgraded, nil, j.Reason); err != nil {
+			return err
+		}
+		return w.tx.PutDevice(d)
+	}
 	t.Counts.Queued--
 	return w.launch(t, j, now)
 }
@@ -244,7 +260,11 @@ func (w *work) taskJobChanged(d *Device, j *Job, prev JobStatus) error {
 // jobFailed retries a failed job while its task runs and attempts remain,
 // and otherwise counts the failure and applies the abort rule.
 func (w *work) jobFailed(t *Task, d *Device, j *Job) error {
-	if t.Status == TaskRunning && j.Attempt <= t.Controls.Retries && d.ActiveJob == "" {
+	// A device that failed by moving to a version the task does not take
+	// (one it does not upgrade from, or one newer than the target) is not
+	// retried: pushing it again would upgrade from a version nobody chose.
+	if t.Status == TaskRunning && j.Attempt <= t.Controls.Retries && d.ActiveJob == "" &&
+		plannedSkip(t, d, "") == "" {
 		f, err := w.tx.Firmware(t.FirmwareID)
 		if err != nil || f == nil {
 			return err
@@ -375,8 +395,8 @@ func (w *work) cancelPending(t *Task, set, reason string) error {
 
 // loadRunning reads, once per transaction, the running tasks that devices
 // may join (incremental ones) and those that reserve devices (with planned
-// devices left), by product. A task finished later in the transaction has
-// no planned set left and is checked again before a device joins it.
+// devices left), by product. A task may finish later in the same
+// transaction, so callers look at a cached task's status again.
 func (w *work) loadRunning() error {
 	if w.joins != nil {
 		return nil

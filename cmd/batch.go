@@ -182,6 +182,7 @@ func readDevicesFile(app *App, o *batchOptions) error {
 		defer f.Close()
 		r = f
 	}
+	named := len(o.spec.Devices) // by --device
 	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
 		key := strings.TrimSuffix(sc.Text(), "\r")
@@ -196,7 +197,7 @@ func readDevicesFile(app *App, o *batchOptions) error {
 	if err := sc.Err(); err != nil {
 		return ota.Invalid("--devices-file %s: %v", o.devicesFile, err)
 	}
-	if len(o.spec.Devices) == 0 {
+	if len(o.spec.Devices) == named {
 		return ota.Invalid("--devices-file %s names no device", o.devicesFile)
 	}
 	return nil

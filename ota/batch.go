@@ -150,13 +150,29 @@ func checkGate(tx Tx, f *Firmware, spec BatchSpec) error {
 					"or fails once its timeout passes)", f.ID)
 		}
 	}
-	return tx.EachTask(func(t *Task) error {
-		if t.FirmwareID == f.ID && t.Status == TaskRunning {
-			return Refused("firmware %s already has a running batch task %s", f.ID, t.ID).
-				WithHint("otactl batch-upgrade status %s", t.ID)
+	t, err := RunningTask(tx, f.ID)
+	if err != nil || t == nil {
+		return err
+	}
+	return Refused("firmware %s already has a running batch task %s", f.ID, t.ID).
+		WithHint("otactl batch-upgrade status %s", t.ID)
+}
+
+// RunningTask returns the running batch task of a firmware, nil when it has
+// none; the gate allows one at a time.
+func RunningTask(tx Tx, firmwareID string) (*Task, error) {
+	var running *Task
+	err := tx.EachTask(func(t *Task) error {
+		if t.FirmwareID == firmwareID && t.Status == TaskRunning {
+			running = t
+			return errStop
 		}
 		return nil
 	})
+	if err == errStop {
+		err = nil
+	}
+	return running, err
 }
 
 // activeJobs names a round's unfinished jobs, and when each times out, for

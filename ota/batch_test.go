@@ -712,3 +712,27 @@ func TestBatchRetryIsCheckedAgain(t *testing.T) {
 			got.Status, c)
 	}
 }
+
+// A new round while a rollout of the same firmware runs would make the
+// firmware verifying again, and perhaps failed, under a rollout the gate
+// let through as passed: it once went ahead, and the task kept pushing
+// after the new round failed.
+func TestReverifyRefusedWhileATaskRuns(t *testing.T) {
+	f := newFleet(t)
+	fw := f.verified("2.0.0", "1.0.0")
+	f.devices(3, "d", "1.0.0")
+	task := f.mustTask(ota.BatchSpec{Firmware: fw.ID, FromVersions: []string{"1.0.0"},
+		Controls: ota.TaskControls{Rate: 1}})
+	err := f.st.Update(func(tx ota.Tx) error {
+		_, _, err := ota.Reverify(tx, ota.VerifySpec{Firmware: fw.ID,
+			FromVersions: []string{"1.0.0"}, Devices: []string{"d3"}}, f.env())
+		return err
+	})
+	want := "has a running batch task " + task.ID
+	if ota.KindOf(err) != ota.KindRefused || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Reverify while %s runs: err = %v, want a refusal containing %q", task.ID, err, want)
+	}
+	if got := f.fw(fw.ID); got.Status != ota.FirmwareVerified || got.Verdict != ota.VerdictPassed {
+		t.Fatalf("firmware after the refusal = %s %s, want verified passed", got.Status, got.Verdict)
+	}
+}

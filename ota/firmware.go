@@ -227,15 +227,11 @@ func DeleteFirmware(tx Tx, ref string, now time.Time) (*Firmware, error) {
 	}
 	// A running task may have no active job between its pushes while
 	// devices still wait in its plan for theirs.
-	err = tx.EachTask(func(t *Task) error {
-		if t.FirmwareID == f.ID && t.Status == TaskRunning {
-			return Refused("firmware %s has a running batch task %s", f.ID, t.ID).
-				WithHint("otactl batch-upgrade cancel %s", t.ID)
-		}
-		return nil
-	})
-	if err != nil {
+	if t, err := RunningTask(tx, f.ID); err != nil {
 		return nil, err
+	} else if t != nil {
+		return nil, Refused("firmware %s has a running batch task %s", f.ID, t.ID).
+			WithHint("otactl batch-upgrade cancel %s", t.ID)
 	}
 	if err := tx.DeleteFirmware(f.ID); err != nil {
 		return nil, err

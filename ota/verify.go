@@ -63,6 +63,15 @@ func Reverify(tx Tx, spec VerifySpec, env Env) (*RoundReport, []*Job, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	// A new round would make the firmware verifying again, and perhaps
+	// failed, under a rollout that the gate let through as passed.
+	if t, err := RunningTask(tx, f.ID); err != nil {
+		return nil, nil, err
+	} else if t != nil {
+		return nil, nil, Refused("firmware %s has a running batch task %s: verify it again "+
+			"once the task is finished or canceled", f.ID, t.ID).
+			WithHint("otactl batch-upgrade cancel %s", t.ID)
+	}
 	last, err := NewestRound(tx, f)
 	if err != nil {
 		return nil, nil, err

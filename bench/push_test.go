@@ -3,8 +3,10 @@ package bench
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,20 +25,25 @@ const batchPushTimeout = 5 * time.Minute
 
 // batchPushPhases is where otactl's time goes while it pushes a whole task.
 type batchPushPhases struct {
-	reconcile time.Duration // ReconcileTasks: every job dispatched, its push queued
+	// reconcile is the reconcile steps: every job dispatched, its push
+	// queued, while the outbox is sent beside them.
+	reconcile time.Duration
 	// reconcileCommit is the part of reconcile spent committing.
 	reconcileCommit time.Duration
-	// flush is transport.FlushOutbox, as cmd runs it: reading the outbox,
-	// publishing, recording the acknowledgements, until the outbox is empty.
+	// flush is what is left of transport.FlushOutbox after the last step:
+	// publishing and recording the acknowledgements until the outbox is
+	// empty.
 	flush time.Duration
+	wall  time.Duration // from the first step to an empty outbox
 }
 
-func (p batchPushPhases) total() time.Duration { return p.reconcile + p.flush }
+func (p batchPushPhases) total() time.Duration { return p.wall }
 
 func (p *batchPushPhases) add(q batchPushPhases) {
 	p.reconcile += q.reconcile
 	p.reconcileCommit += q.reconcileCommit
 	p.flush += q.flush
+	p.wall += q.wall
 }
 
 // BenchmarkBatchPush is the issue's first measurement: pushing a batch
@@ -49,10 +56,10 @@ func (p *batchPushPhases) add(q batchPushPhases) {
 // otactl's side is measured twice, each on its own copy of a state file
 // that holds the fleet and a verified firmware:
 //
-//   - loop: the task is created first (untimed); the clock runs from
-//     ReconcileTasks, which dispatches every job, through
-//     transport.FlushOutbox, which cmd runs after it, until the outbox is
-//     empty.
+//   - loop: the task is created first (untimed); the clock runs from the
+//     first reconcile step until the outbox is empty. As in cmd, each step
+//     (ota.ReconcileStep) dispatches ota.DispatchStep jobs while a flusher
+//     sends the pushes of the steps before it (transport.FlushOutbox).
 //   - command: `otactl batch-upgrade FW --all --max-concurrent 0`, run
 //     in-process through cmd.Main, timed whole: opening the state file
 //     and the session, planning and creating the task, and pushing.
@@ -163,7 +170,8 @@ func bareBatchPublish(tb testing.TB, broker *mosquitto.Broker,
 }
 
 // batchPushLoop creates the task on a copy of the template (untimed), then
-// times what cmd does next: ReconcileTasks in one transaction, then outbox
+// times what cmd does next: reconcile steps of ota.DispatchStep pushes, a
+// flusher sending each step's pushes while the next is taken, then outbox
 // flushes until nothing is left to send.
 func batchPushLoop(tb testing.TB, broker *mosquitto.Broker, template, path,
 	fwID string) batchPushPhases {
@@ -178,22 +186,51 @@ func batchPushLoop(tb testing.TB, broker *mosquitto.Broker, template, path,
 	sess := openBatchSession(tb, ctx, broker, st, path)
 	defer sess.Close()
 
+	var mu sync.Mutex // one flush at a time, as cmd's flushMu
+	flush := func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		return transport.FlushOutbox(ctx, st, sess, batchEnv)
+	}
+	kick, flusherDone := make(chan struct{}, 1), make(chan error, 1)
+	go func() {
+		var err error
+		for range kick {
+			err = errors.Join(err, flush())
+		}
+		flusherDone <- err
+	}()
+
 	var ph batchPushPhases
 	start := time.Now()
-	var fnDone time.Time
-	if err := st.Update(func(tx ota.Tx) error {
-		defer func() { fnDone = time.Now() }()
-		return reconcileBatch(tx)
-	}); err != nil {
-		tb.Fatalf("ReconcileTasks() = %v", err)
+	for {
+		var pushed int
+		var fnDone time.Time
+		stepStart := time.Now()
+		if err := st.Update(func(tx ota.Tx) (err error) {
+			defer func() { fnDone = time.Now() }()
+			pushed, err = ota.ReconcileStep(tx, batchEnv(), ota.DispatchStep)
+			return err
+		}); err != nil {
+			tb.Fatalf("ReconcileStep() = %v", err)
+		}
+		ph.reconcile += time.Since(stepStart)
+		ph.reconcileCommit += time.Since(fnDone)
+		if pushed < ota.DispatchStep {
+			break
+		}
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
 	}
-	ph.reconcile = time.Since(start)
-	ph.reconcileCommit = time.Since(fnDone)
-	flushStart := time.Now()
-	if err := transport.FlushOutbox(ctx, st, sess, batchEnv); err != nil {
+	close(kick)
+	tail := time.Now()
+	if err := errors.Join(flush(), <-flusherDone); err != nil {
 		tb.Fatalf("flush the outbox: %v", err)
 	}
-	ph.flush = time.Since(flushStart)
+	ph.flush = time.Since(tail)
+	ph.wall = time.Since(start)
 	checkBatchPushed(tb, st, task.ID)
 	return ph
 }

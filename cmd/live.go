@@ -193,18 +193,39 @@ func (l *live) advance(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	if due || len(running) > 0 {
-		err := l.update(func(tx ota.Tx) error {
-			if err := ota.ExpireJobs(tx, l.env()); err != nil {
-				return err
-			}
-			return ota.ReconcileTasks(tx, l.env())
-		})
-		if err != nil {
+	if due {
+		if err := l.update(func(tx ota.Tx) error { return ota.ExpireJobs(tx, l.env()) }); err != nil {
 			return err
 		}
 	}
+	for len(running) > 0 {
+		var pushed int
+		if err := l.update(func(tx ota.Tx) (err error) {
+			pushed, err = ota.ReconcileStep(tx, l.env(), l.stepLimit())
+			return err
+		}); err != nil {
+			return err
+		}
+		if pushed < ota.DispatchStep || l.stop == nil {
+			break
+		}
+		// The push loop sends this step's pushes while the next is taken.
+		select {
+		case l.kick <- struct{}{}:
+		default:
+		}
+	}
 	return l.flush(ctx)
+}
+
+// stepLimit is the bound of one reconcile step: ota.DispatchStep with a
+// push loop to send each step's pushes while the next is taken, none
+// without one.
+func (l *live) stepLimit() int {
+	if l.stop == nil {
+		return 0
+	}
+	return ota.DispatchStep
 }
 
 func (l *live) update(fn func(ota.Tx) error) error { return l.st.Update(fn) }

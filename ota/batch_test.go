@@ -736,3 +736,40 @@ func TestReverifyRefusedWhileATaskRuns(t *testing.T) {
 		t.Fatalf("firmware after the refusal = %s %s, want verified passed", got.Status, got.Verdict)
 	}
 }
+
+// ReconcileStep bounds what one step pushes, so that a command can send a
+// step's pushes while it takes the next; the task's own controls still
+// hold, and the task completes only once every device had its turn.
+func TestReconcileStepPushesAtMostItsLimit(t *testing.T) {
+	f := newFleet(t)
+	fw := f.verified("2.0.0", "1.0.0")
+	f.devices(7, "d", "1.0.0")
+	task := f.mustTask(ota.BatchSpec{Firmware: fw.ID, FromVersions: []string{"1.0.0"},
+		Controls: ota.TaskControls{MaxConcurrent: 5}})
+	step := func() int {
+		var n int
+		f.update(func(tx ota.Tx) (err error) {
+			n, err = ota.ReconcileStep(tx, f.env(), 3)
+			return err
+		})
+		return n
+	}
+	var steps []int
+	steps = append(steps, step(), step()) // 3, then 2: 5 in flight at most
+	for _, p := range f.pushes() {
+		f.send(f.progress(p.DeviceKey, 100), f.inform(p.DeviceKey, "2.0.0"))
+	}
+	f.ackPushes()
+	steps = append(steps, step()) // the last 2
+	for _, p := range f.pushes() {
+		f.send(f.progress(p.DeviceKey, 100), f.inform(p.DeviceKey, "2.0.0"))
+	}
+	f.ackPushes()
+	steps = append(steps, step())
+	if want := []int{3, 2, 2, 0}; !slices.Equal(steps, want) {
+		t.Fatalf("pushed per step %v, want %v", steps, want)
+	}
+	if got := f.task(task.ID); got.Status != ota.TaskCompleted || got.Counts.Succeeded != 7 {
+		t.Fatalf("task = %s %+v, want completed, 7 succeeded", got.Status, got.Counts)
+	}
+}

@@ -13,6 +13,9 @@ type work struct {
 	joins  map[string][]*Task // running incremental tasks by product (loadRunning)
 	// planning is PlanningTasks by product (loadRunning).
 	planning map[string][]string
+	// budget bounds the jobs a reconcile step pushes (0: none); launched
+	// counts them.
+	budget, launched int
 	// images are firmware read for upgrade commands, by ID. Only the image's
 	// fields (version, digest, size, URL) are used from them, and those
 	// never change once registered; a rollout dispatching 100,000 jobs in

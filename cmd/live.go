@@ -198,7 +198,7 @@ func (l *live) advance(ctx context.Context) error {
 			return err
 		}
 	}
-	for len(running) > 0 {
+	for len(running) > 0 && ctx.Err() == nil {
 		var pushed int
 		if err := l.update(func(tx ota.Tx) (err error) {
 			pushed, err = ota.ReconcileStep(tx, l.env(), l.stepLimit())

@@ -384,13 +384,17 @@ func CreateTask(tx Tx, p *BatchPlan, spec BatchSpec, env Env) (*Task, error) {
 func PlanningTasks(tx Tx, productKey string) ([]string, error) {
 	var ids []string
 	err := tx.EachTask(func(t *Task) error {
-		if t.ProductKey == productKey && t.Status == TaskRunning && t.Counts.Planned > 0 {
+		if t.ProductKey == productKey && t.reserves() {
 			ids = append(ids, t.ID)
 		}
 		return nil
 	})
 	return ids, err
 }
+
+// reserves reports whether t holds devices in its plan that other rounds
+// and tasks must leave alone: only a running task does.
+func (t *Task) reserves() bool { return t.Status == TaskRunning && t.Counts.Planned > 0 }
 
 // PlannedIn returns the first of the tasks whose planned set holds the
 // device, or "" when none does.

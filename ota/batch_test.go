@@ -23,9 +23,7 @@ func (f *fleet) verified(version string, sources ...string) *ota.Firmware {
 	}
 	f.mustStart(fw.ID, strings.Join(sources, ","), keys...)
 	f.ackPushes()
-	for _, k := range keys {
-		f.send(f.progress(k, 100), f.inform(k, version))
-	}
+	f.upgrade(version, keys...)
 	if got := f.fw(fw.ID); got.Verdict != ota.VerdictPassed {
 		f.t.Fatalf("verification of %s: verdict %q, want passed", version, got.Verdict)
 	}
@@ -98,6 +96,24 @@ func (f *fleet) devices(n int, prefix, version string) []string {
 	}
 	f.send(reports...)
 	return keys
+}
+
+// upgrade has each device report progress 100, then the version it took.
+func (f *fleet) upgrade(version string, keys ...string) {
+	f.t.Helper()
+	for _, k := range keys {
+		f.send(f.progress(k, 100), f.inform(k, version))
+	}
+}
+
+// upgradePushed has every device with a push in the outbox upgrade to
+// version, and acknowledges the pushes.
+func (f *fleet) upgradePushed(version string) {
+	f.t.Helper()
+	for _, p := range f.pushes() {
+		f.upgrade(version, p.DeviceKey)
+	}
+	f.ackPushes()
 }
 
 func controls() ota.TaskControls {
@@ -541,9 +557,7 @@ func TestBatchPlannedDevicesAreReservedAndCheckedAgain(t *testing.T) {
 
 	f.send(f.inform(planned[1], "2.0.0"), f.inform(planned[2], "1.2.0"))
 	for pushed := first; len(pushed) > 0; pushed = f.reconcile() {
-		for _, k := range pushed {
-			f.send(f.progress(k, 100), f.inform(k, "2.0.0"))
-		}
+		f.upgrade("2.0.0", pushed...)
 	}
 	f.reconcile()
 	got := f.task(task.ID)
@@ -667,7 +681,7 @@ func TestBatchRetryWaitsBehindPlannedDevices(t *testing.T) {
 			if k == "a1" {
 				f.send(f.progress(k, -2))
 			} else {
-				f.send(f.progress(k, 100), f.inform(k, "2.0.0"))
+				f.upgrade("2.0.0", k)
 			}
 		}
 	}
@@ -756,15 +770,9 @@ func TestReconcileStepPushesAtMostItsLimit(t *testing.T) {
 	}
 	var steps []int
 	steps = append(steps, step(), step()) // 3, then 2: 5 in flight at most
-	for _, p := range f.pushes() {
-		f.send(f.progress(p.DeviceKey, 100), f.inform(p.DeviceKey, "2.0.0"))
-	}
-	f.ackPushes()
+	f.upgradePushed("2.0.0")
 	steps = append(steps, step()) // the last 2
-	for _, p := range f.pushes() {
-		f.send(f.progress(p.DeviceKey, 100), f.inform(p.DeviceKey, "2.0.0"))
-	}
-	f.ackPushes()
+	f.upgradePushed("2.0.0")
 	steps = append(steps, step())
 	if want := []int{3, 2, 2, 0}; !slices.Equal(steps, want) {
 		t.Fatalf("pushed per step %v, want %v", steps, want)

@@ -433,7 +433,7 @@ func (w *work) loadRunning() error {
 		if t.Controls.Incremental {
 			w.joins[t.ProductKey] = append(w.joins[t.ProductKey], t)
 		}
-		if t.Counts.Planned > 0 {
+		if t.reserves() {
 			w.planning[t.ProductKey] = append(w.planning[t.ProductKey], t.ID)
 		}
 		return nil
@@ -455,7 +455,7 @@ func (w *work) joinTasks(d *Device) error {
 		if err != nil {
 			return err
 		}
-		if t.Status == TaskRunning { // it may have finished in this transaction
+		if t.reserves() { // it may have finished in this transaction
 			planning = append(planning, id)
 		}
 	}
